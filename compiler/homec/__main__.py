@@ -1,0 +1,3 @@
+from homec.cli import main
+
+main()

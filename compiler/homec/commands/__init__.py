@@ -1,0 +1,1 @@
+"""Core of each subcommand: a function that takes plain options and returns a result; none prints."""

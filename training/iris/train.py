@@ -1,0 +1,1 @@
+"""Train the iris classifier (written by the training work)."""
