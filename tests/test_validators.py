@@ -35,6 +35,14 @@ def write(directory: Path, name: str, text: str) -> Path:
     return path
 
 
+def line_of(text: str, fragment: str) -> int:
+    """Return the 1-based number of the first line of ``text`` that contains ``fragment``."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if fragment in line:
+            return number
+    raise AssertionError(f"{fragment!r} not found in the test input")
+
+
 @pytest.fixture
 def kubernetes_validate() -> None:
     require_tool("kubernetes-validate")
@@ -67,6 +75,8 @@ metadata:
     app.kubernetes.io/name: iris-serving
     app.kubernetes.io/version: "1.4.0"
   annotations:
+    # Unquoted on purpose: kubectl's YAML decoder keeps a date as a string, while
+    # PyYAML's safe_load (and the kubernetes-validate CLI) turn it into a date.
     homec.example/rendered-at: 2024-05-01
 spec:
   replicas: 2
@@ -115,14 +125,15 @@ def test_kubernetes_valid_deployment_passes(kubernetes_validate: None, tmp_path:
 
 
 def test_kubernetes_unknown_field_fails_strict(kubernetes_validate: None, tmp_path: Path) -> None:
-    path = write(tmp_path, "deployment.yaml", DEPLOYMENT.replace("  replicas: 2", "  replicsa: 2"))
+    text = DEPLOYMENT.replace("  replicas: 2", "  replicsa: 2")
+    path = write(tmp_path, "deployment.yaml", text)
 
     problems = validate_kubernetes(path)
 
     assert len(problems) == 1, format_problems(problems)
-    assert problems[0].message == "Deployment/iris-serving: unknown field 'spec.replicsa'"
+    assert problems[0].message == 'Deployment/iris-serving: unknown field "spec.replicsa"'
     assert problems[0].file == str(path)
-    assert (problems[0].line, problems[0].column) == (12, 3)
+    assert (problems[0].line, problems[0].column) == (line_of(text, "replicsa:"), 3)
 
 
 def test_kubernetes_unknown_field_passes_lenient(kubernetes_validate: None, tmp_path: Path) -> None:
@@ -139,7 +150,7 @@ def test_kubernetes_unknown_container_field_fails(kubernetes_validate: None) -> 
     problems = validate_kubernetes(parse_yaml_documents(text, "deployment.yaml"))
 
     messages = [problem.message for problem in problems]
-    assert "Deployment/iris-serving: unknown field 'spec.template.spec.containers[0].imgae'" in messages
+    assert 'Deployment/iris-serving: unknown field "spec.template.spec.containers[0].imgae"' in messages
 
 
 def test_kubernetes_reports_every_error(kubernetes_validate: None) -> None:
@@ -152,7 +163,7 @@ def test_kubernetes_reports_every_error(kubernetes_validate: None) -> None:
     messages = [problem.message for problem in problems]
     assert len(problems) == 2, format_problems(problems)
     assert any("spec.replicas: 'two' is not of type 'integer'" in message for message in messages)
-    assert any("unknown field 'spec.template.spec.containers[0].portz'" in message for message in messages)
+    assert any('unknown field "spec.template.spec.containers[0].portz"' in message for message in messages)
 
 
 def test_kubernetes_missing_required_field_fails(kubernetes_validate: None) -> None:
@@ -166,7 +177,7 @@ def test_kubernetes_missing_required_field_fails(kubernetes_validate: None) -> N
     problems = validate_kubernetes(document)
 
     assert [problem.message for problem in problems] == [
-        "Deployment/web: missing required field 'spec.selector'"
+        'Deployment/web: missing required field "spec.selector"'
     ]
     assert problems[0].file == "<document 0>"
     assert problems[0].line is None
@@ -213,7 +224,7 @@ def test_kubernetes_unquoted_number_label_fails(kubernetes_validate: None) -> No
 
     assert len(problems) == 1, format_problems(problems)
     assert "metadata.labels.app.kubernetes.io/version: 1.4 is not of type 'string'" in problems[0].message
-    assert problems[0].line == 8
+    assert problems[0].line == line_of(text, "app.kubernetes.io/version")
 
 
 def test_kubernetes_rbac_name_with_colon_passes(kubernetes_validate: None) -> None:
@@ -235,8 +246,8 @@ def test_kubernetes_duplicate_key_fails(kubernetes_validate: None) -> None:
     problems = validate_kubernetes(parse_yaml_documents(text, "deployment.yaml"))
 
     assert len(problems) == 1, format_problems(problems)
-    assert "duplicate field 'spec.replicas'" in problems[0].message
-    assert problems[0].line == 13
+    assert 'duplicate field "spec.replicas"' in problems[0].message
+    assert problems[0].line == line_of(text, "replicas: 3")
 
 
 def test_kubernetes_custom_resource_skipped_by_default(kubernetes_validate: None) -> None:
@@ -289,7 +300,15 @@ def test_kubernetes_missing_file_reported(kubernetes_validate: None, tmp_path: P
     problems = validate_kubernetes(tmp_path / "absent.yaml")
 
     assert len(problems) == 1
-    assert problems[0].message.startswith("cannot read file:")
+    assert problems[0].message.startswith("failed to read file:")
+
+
+def test_kubernetes_empty_file_reported(kubernetes_validate: None, tmp_path: Path) -> None:
+    path = write(tmp_path, "empty.yaml", "---\n# nothing rendered\n")
+
+    problems = validate_kubernetes(path)
+
+    assert [problem.message for problem in problems] == ["file contains no YAML documents"]
 
 
 def test_kubernetes_missing_kind_and_non_mapping(kubernetes_validate: None) -> None:
@@ -320,7 +339,7 @@ def test_kubernetes_older_version_rejects_newer_field(kubernetes_validate: None)
 
     assert validate_kubernetes(document, version="1.37.0") == []
     problems = validate_kubernetes(document, version="1.31.0")
-    assert [problem.message for problem in problems] == ["Pod/p: unknown field 'spec.resources'"]
+    assert [problem.message for problem in problems] == ['Pod/p: unknown field "spec.resources"']
 
 
 # --- YAML loading --------------------------------------------------------------------
@@ -433,31 +452,40 @@ def test_argocd_valid_project_and_set_pass(argocd_schemas: None) -> None:
 
 
 def test_argocd_misspelled_field_fails(argocd_schemas: None, tmp_path: Path) -> None:
-    path = write(tmp_path, "application.yaml", APPLICATION.replace("      prune: true", "      prunee: true"))
+    text = APPLICATION.replace("      prune: true", "      prunee: true")
+    path = write(tmp_path, "application.yaml", text)
 
     problems = validate_argocd(path)
 
     assert len(problems) == 1, format_problems(problems)
     assert (
         problems[0].message
-        == "Application/iris-serving-dev: unknown field 'spec.syncPolicy.automated.prunee'"
+        == 'Application/iris-serving-dev: unknown field "spec.syncPolicy.automated.prunee"'
     )
-    assert (problems[0].line, problems[0].column) == (19, 7)
+    assert (problems[0].line, problems[0].column) == (line_of(text, "prunee:"), 7)
 
 
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("    server: https", "    sever: https", "unknown field 'spec.destination.sever'"),
+        ("    server: https", "    sever: https", 'unknown field "spec.destination.sever"'),
         ("  source:", "  sources:", "spec.sources: {'repoURL'"),
-        ("  project: homelab", "  projct: homelab", "missing required field 'spec.project'"),
+        ("  project: homelab", "  projct: homelab", 'missing required field "spec.project"'),
         (
             "      selfHeal: true",
             '      selfHeal: "yes"',
             "spec.syncPolicy.automated.selfHeal: 'yes' is not of type",
         ),
-        ("  finalizers:", "  finalisers:", "unknown field 'metadata.finalisers'"),
+        ("  finalizers:", "  finalisers:", 'unknown field "metadata.finalisers"'),
         ("  name: iris-serving-dev", "  name: Iris_Serving", "must be a lowercase RFC 1123 subdomain"),
+    ],
+    ids=[
+        "destination-typo",
+        "source-renamed",
+        "project-missing",
+        "string-for-bool",
+        "metadata-typo",
+        "bad-name",
     ],
 )
 def test_argocd_application_faults_fail(argocd_schemas: None, old: str, new: str, expected: str) -> None:
@@ -488,7 +516,7 @@ def test_argocd_application_set_template_typo_fails(argocd_schemas: None) -> Non
     problems = validate_argocd(parse_yaml_documents(text, "set.yaml"))
 
     assert len(problems) == 1, format_problems(problems)
-    assert "unknown field 'spec.template.spec.source.targetRevison'" in problems[0].message
+    assert 'unknown field "spec.template.spec.source.targetRevison"' in problems[0].message
 
 
 def test_argocd_wrong_api_version_fails(argocd_schemas: None) -> None:
@@ -563,17 +591,13 @@ def test_validate_manifests_routes_by_group(kubernetes_validate: None, argocd_sc
         + "---\napiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: iris}\n"
     )
 
-    lines = text.splitlines()
-    prunee_line = lines.index("      prunee: true") + 1
-    service_monitor_line = lines.index("kind: ServiceMonitor") + 1
-
     problems = validate_manifests(parse_yaml_documents(text, "all.yaml"))
 
     assert [(problem.validator, problem.line) for problem in problems] == [
-        ("argocd", prunee_line),
-        ("kubernetes", service_monitor_line),
+        ("argocd", line_of(text, "prunee:")),
+        ("kubernetes", line_of(text, "kind: ServiceMonitor")),
     ]
-    assert "unknown field 'spec.syncPolicy.automated.prunee'" in problems[0].message
+    assert 'unknown field "spec.syncPolicy.automated.prunee"' in problems[0].message
     assert "no schema for kind ServiceMonitor" in problems[1].message
 
 
@@ -674,7 +698,7 @@ def test_groovy_checks_many_files_in_one_jvm(
         launches.append(command)
         return real_run(command, *args, **kwargs)
 
-    monkeypatch.setattr(validators.subprocess, "run", counting_run)
+    monkeypatch.setattr(subprocess, "run", counting_run)
 
     problems = compile_groovy([*good, dsl, broken, missing])
 

@@ -31,7 +31,11 @@ def groovy_string(value: Any) -> str:
     """Quote ``value`` as a single-quoted Groovy string literal, in which ``$`` is never interpolated."""
     text = str(value)
     escaped = (
-        text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+        text.replace("\\", "\\\\")
+        .replace("'", "\\'")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
     )
     return f"'{escaped}'"
 
@@ -65,7 +69,10 @@ def template_environment(user_templates: Path | None) -> jinja2.Environment:
         autoescape=False,
     )
     environment.filters.update(
-        groovy_string=groovy_string, shell_word=shell_word, python_string=python_string, json_string=json_string
+        groovy_string=groovy_string,
+        shell_word=shell_word,
+        python_string=python_string,
+        json_string=json_string,
     )
     environment.globals["generated"] = GENERATED
     return environment

@@ -105,7 +105,7 @@ def _remove_labelled_images(client: Any, label: str) -> None:
             client.images.remove(image.id, force=True)
 
 
-def test_wheelhouse_holds_pure_six_wheel(tiny_context: Path) -> None:
+def test_wheelhouse_contains_pure_six_wheel(tiny_context: Path) -> None:
     wheels = sorted(path.name for path in (tiny_context / "wheels").glob("*.whl"))
 
     assert len(wheels) == 1, wheels
@@ -210,7 +210,21 @@ def test_podman_cli_pushes_to_insecure_registry(
     assert registry.list_tags("homec-test/cli") == ["v1"]
 
 
-def test_failing_build_reports_log_error(docker_client: Any, base_image: str, tmp_path: Path) -> None:
+def _external_container_ids(podman: PodmanService) -> set[str]:
+    """Return the IDs of all containers in storage, including buildah's working containers."""
+    result = subprocess.run(
+        ["podman", "ps", "--all", "--external", "--quiet", "--no-trunc"],
+        env={**os.environ, **podman.env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(result.stdout.split())
+
+
+def test_failing_build_reports_log_error(
+    docker_client: Any, podman: PodmanService, base_image: str, tmp_path: Path
+) -> None:
     import docker
 
     dockerfile = textwrap.dedent(
@@ -220,6 +234,7 @@ def test_failing_build_reports_log_error(docker_client: Any, base_image: str, tm
         """
     )
     (tmp_path / "Dockerfile").write_text(dockerfile)
+    containers_before = _external_container_ids(podman)
 
     with pytest.raises(docker.errors.BuildError) as raised:
         build_image(docker_client, tmp_path, "localhost/homec-test/failing:latest", nocache=True)
@@ -227,6 +242,7 @@ def test_failing_build_reports_log_error(docker_client: Any, base_image: str, tm
     log_text = build_log_text(raised.value.build_log)
     assert "homec-marker-before-failure" in log_text
     assert "exit status 7" in raised.value.msg
+    assert _external_container_ids(podman) - containers_before == set()
 
 
 def test_short_base_name_resolves_locally(docker_client: Any, base_image: str, tmp_path: Path) -> None:

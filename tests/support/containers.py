@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import shutil
 import socket
 import subprocess
@@ -59,18 +60,37 @@ BASE_IMAGE_CHANGES = (
 CONTAINER_TOOLS = ("podman", "runc", "docker-registry", "debootstrap")
 SETUP_HINT = "run `bash .ci/setup-containers.sh` as root to install them"
 
-# containers.conf for the API service. crun fails with podman 4.3 on the
-# Debian 12 test machines, so runc is the runtime. The ulimits keep RUN steps
-# and containers from inheriting the service's own limits. Those machines run
-# no systemd journal, so podman's events go to a file.
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 
-[engine]
-runtime = "runc"
-events_logger = "file"
-"""
+def containers_conf() -> str:
+    """Render the containers.conf for the API service.
+
+    Podman gives containers of root an RLIMIT_NOFILE of 1048576 by default, and
+    runc fails with "error setting rlimits ... operation not permitted" when
+    that exceeds the hard limit of the service's own process (20000 on the
+    Debian 12 test machines). So nofile is capped at this process's hard
+    limit, which the service inherits, and nproc at the lower of that hard
+    limit and 32768.
+
+    crun fails with podman 4.3 on those machines, so runc is the runtime. They
+    run no systemd journal, so podman's events go to a file.
+    """
+    nofile = _capped_hard_limit(resource.RLIMIT_NOFILE, 1048576)
+    nproc = _capped_hard_limit(resource.RLIMIT_NPROC, 32768)
+    return (
+        "[containers]\n"
+        f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+        "\n"
+        "[engine]\n"
+        'runtime = "runc"\n'
+        'events_logger = "file"\n'
+    )
+
+
+def _capped_hard_limit(limit: int, cap: int) -> int:
+    _soft, hard = resource.getrlimit(limit)
+    if hard == resource.RLIM_INFINITY:
+        return cap
+    return min(hard, cap)
 
 
 # --- tools and cache ---------------------------------------------------------
@@ -246,7 +266,7 @@ class LocalRegistry:
         storage = self._requested_storage or work / "storage"
         storage.mkdir(parents=True, exist_ok=True)
 
-        last_error = ""
+        failure = ""
         for _attempt in range(3):
             self.port = _free_loopback_port()
             config_path = work / "config.yml"
@@ -260,19 +280,18 @@ class LocalRegistry:
                     stdin=subprocess.DEVNULL,
                 )
             log.info("started %s (pid %d) on %s", self._binary, self._process.pid, self.address)
-            if self._wait_until_ready(log_path):
+            failure = self._wait_until_ready()
+            if not failure:
                 return
-            last_error = _read_tail(log_path)
             _stop_process(self._process, self._binary)
-            if "address already in use" not in last_error:
+            output = _read_tail(log_path)
+            failure = f"{failure}. Its log ends with:\n{output}"
+            if "address already in use" not in output:
                 break
             log.warning("port %d was taken before %s bound it; retrying", self.port, self._binary)
 
         self.stop()
-        raise RuntimeError(
-            f"{self._binary} did not answer GET /v2/ with 200 within "
-            f"{self._startup_timeout:.0f} s. Its log ends with:\n{last_error}"
-        )
+        raise RuntimeError(failure)
 
     def _config(self, storage: Path) -> str:
         config = {
@@ -284,26 +303,24 @@ class LocalRegistry:
         # JSON is valid YAML, so no YAML library is needed.
         return json.dumps(config, indent=2)
 
-    def _wait_until_ready(self, log_path: Path) -> bool:
+    def _wait_until_ready(self) -> str:
+        """Wait until GET /v2/ returns 200, and return "" then or else why it failed."""
         assert self._process is not None
         deadline = time.monotonic() + self._startup_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                log.error(
-                    "%s exited with code %d during startup; log: %s",
-                    self._binary,
-                    self._process.returncode,
-                    _read_tail(log_path, 5),
-                )
-                return False
+                return f"{self._binary} exited with code {self._process.returncode} during startup"
             try:
                 status, _body = _http_get(f"{self.url}/v2/", timeout=2.0)
             except OSError:
                 status = None
             if status == 200:
-                return True
+                return ""
             time.sleep(0.2)
-        return False
+        return (
+            f"timed out after {self._startup_timeout:g} s waiting for {self._binary} "
+            f"on {self.address} to return 200 for GET /v2/"
+        )
 
     def stop(self) -> None:
         """Stop the registry process and delete temporary storage."""
@@ -389,8 +406,8 @@ class PodmanService:
 
         DOCKER_HOST is for Docker clients. CONTAINERS_CONF and
         CONTAINERS_REGISTRIES_CONF make a ``podman`` or ``buildah`` CLI use the
-        same runtime and insecure registries as the service. Merge them into
-        ``os.environ``; they are not a full environment.
+        same runtime and insecure registries as the service. The dict contains
+        only these three, so merge it into ``os.environ``.
         """
         if self.containers_conf is None or self.registries_conf is None:
             raise RuntimeError("PodmanService is not running; enter its context first")
@@ -412,7 +429,7 @@ class PodmanService:
         self._work_dir = tempfile.TemporaryDirectory(prefix="homec-podman-")
         work = Path(self._work_dir.name)
         self.containers_conf = work / "containers.conf"
-        self.containers_conf.write_text(CONTAINERS_CONF)
+        self.containers_conf.write_text(containers_conf())
         self.registries_conf = work / "registries.conf"
         self.registries_conf.write_text(registries_conf(self.insecure_registries))
         self.socket_path = work / "podman.sock"
@@ -442,8 +459,8 @@ class PodmanService:
         output = _read_tail(log_path)
         self.stop()
         raise RuntimeError(
-            f"{self._binary} system service did not answer GET /_ping within "
-            f"{self._startup_timeout:.0f} s. Its output ends with:\n{output}"
+            f"timed out after {self._startup_timeout:g} s waiting for {self._binary} "
+            f"system service to return 200 for GET /_ping. Its output ends with:\n{output}"
         )
 
     def stop(self) -> None:
@@ -499,15 +516,19 @@ def build_image(
     """Build ``context_dir`` as ``tag`` and return (image, build log text).
 
     The build never pulls (``pull=False``), and RUN steps get no network
-    unless ``network_mode`` sets another mode. A failed build raises
-    ``docker.errors.BuildError``, whose ``build_log`` holds the output.
+    unless ``network_mode`` sets another mode. Other keyword arguments go to
+    ``client.images.build``. A failed build raises
+    ``docker.errors.BuildError``, whose ``build_log`` contains the output.
     """
+    # Without forcerm, podman 4.3 keeps the buildah working container of a
+    # failed build, visible with `podman ps --all --external`.
+    build_kwargs.setdefault("rm", True)
+    build_kwargs.setdefault("forcerm", True)
     image, log_entries = client.images.build(
         path=os.fspath(context_dir),
         tag=tag,
         network_mode=network_mode,
         pull=False,
-        rm=True,
         **build_kwargs,
     )
     return image, build_log_text(log_entries)
@@ -571,11 +592,11 @@ def base_rootfs_tarball(
 ) -> Path:
     """Return the cached rootfs tarball for the base image, building it if needed.
 
-    debootstrap needs root and took 40 s on a 2-core test machine, so the tarball is kept
-    under ``cache_dir``, named by ``base_image_key``. The package versions are
-    whatever the mirror (``$HOMEC_DEBIAN_MIRROR``, else deb.debian.org) serves
-    at build time, so two builds with the same key are equivalent but not
-    byte-identical.
+    debootstrap needs root and took 39 to 44 s on a 2-core test machine, so
+    the tarball is kept under ``cache_dir``, named by ``base_image_key``. The
+    key does not pin package versions: a build gets whatever the mirror
+    (``$HOMEC_DEBIAN_MIRROR``, else deb.debian.org) serves at that time, so
+    delete the tarball to pick up newer Debian point releases.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = base_image_key(packages, suite)

@@ -8,8 +8,8 @@ empty list means the file passed.
   (Kubernetes 1.25 to 1.37), plus the object-metadata rules of the API server.
 - ``validate_argocd``: the ``openAPIV3Schema`` of the Argo CD 3.6.0 CRDs, with
   undeclared fields rejected the way ``kubectl apply --validate=strict`` rejects them.
-- ``compile_groovy``: the Groovy 2.4 compiler, which is the Groovy version that
-  Jenkins runs, in one JVM for all files.
+- ``compile_groovy``: the Groovy 2.4 compiler, the Groovy line that Jenkins core
+  bundles, in one JVM for all files.
 - ``run_hadolint``: hadolint's JSON report for Dockerfiles.
 
 ``tool_missing_reason`` and ``require_tool`` let tests skip locally and fail in CI
@@ -18,7 +18,6 @@ when a tool is not installed.
 
 from __future__ import annotations
 
-import copy
 import functools
 import importlib.util
 import json
@@ -38,18 +37,19 @@ from referencing import Registry, Resource
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GROOVY_SYNTAX_SCRIPT = Path(__file__).with_name("groovy_syntax.groovy")
+GROOVY_CALLS_SCRIPT = Path(__file__).with_name("groovy_calls.groovy")
 ARGOCD_SCHEMA_DIR_ENV = "HOMEC_ARGOCD_SCHEMA_DIR"
 DEFAULT_ARGOCD_SCHEMA_DIR = REPO_ROOT.parent / "shared" / "schemas" / "argocd-3.6.0"
 ARGOCD_CRD_FILES = ("application-crd.yaml", "applicationset-crd.yaml", "appproject-crd.yaml")
 ARGOCD_GROUP = "argoproj.io"
 
-# Guards against a hung subprocess, not performance limits: a JVM start plus parsing
-# takes about a second, and hadolint about 25 ms per file.
+# Guards against a hung subprocess, not performance limits. On a 2-core test machine
+# one groovy run over 10 Jenkinsfiles took about 0.7 s and hadolint about 20 ms a file.
 DEFAULT_GROOVY_TIMEOUT_SECONDS = 300.0
 DEFAULT_HADOLINT_TIMEOUT_SECONDS = 120.0
 
-# Longest schema-error text kept in a Problem. jsonschema quotes the whole failing
-# instance in some messages (oneOf, enum), which can be a large mapping.
+# Maximum length of the schema-error text kept in a Problem. jsonschema quotes the
+# whole failing instance in some messages (oneOf, enum), which can be a large mapping.
 MAX_SCHEMA_MESSAGE_CHARS = 300
 
 
@@ -173,8 +173,8 @@ class YamlDocument:
     ``index`` is the 0-based position in the stream, counting empty documents.
     ``positions`` maps a path of mapping keys and sequence indexes to the 1-based
     (line, column) of that key or item. ``duplicate_keys`` lists keys that occur twice
-    in one mapping, as (path, line, column): PyYAML keeps the last value silently,
-    while the Go YAML decoder in kubectl and Argo CD rejects the document.
+    in one mapping, as (path, line, column). YAML requires unique keys, but PyYAML
+    silently keeps the last value.
     """
 
     data: Any
@@ -194,12 +194,12 @@ class YamlDocument:
         return self.line, 1 if self.line is not None else None
 
 
-# libyaml's parser is about 4 times faster than PyYAML's pure-Python one, which
-# matters for the 1.4 MB ApplicationSet CRD. Both report the same positions.
+# libyaml's parser reads the 1.4 MB ApplicationSet CRD in about 0.4 s, where PyYAML's
+# pure-Python parser takes about 1.7 s. Both report the same line and column marks.
 _SafeLoaderBase: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _ManifestLoader(_SafeLoaderBase):  # type: ignore[valid-type,misc]
+class _ManifestLoader(_SafeLoaderBase):  # type: ignore[misc]
     """Safe loader that decodes scalars the way the Go YAML decoder in kubectl does."""
 
 
@@ -301,13 +301,19 @@ def _collect_documents(inputs: Any, validator: str) -> tuple[list[YamlDocument],
             documents.append(item)
         elif isinstance(item, (str, os.PathLike)):
             try:
-                documents.extend(load_yaml_documents(item))
+                loaded = load_yaml_documents(item)
             except OSError as error:
-                problems.append(Problem(str(item), None, None, f"cannot read file: {error}", validator))
+                problems.append(Problem(str(item), None, None, f"failed to read file: {error}", validator))
             except UnicodeDecodeError as error:
                 problems.append(Problem(str(item), None, None, f"file is not UTF-8: {error}", validator))
             except yaml.YAMLError as error:
                 problems.append(_yaml_error_problem(str(item), error, validator))
+            else:
+                if not loaded:
+                    # kubectl apply rejects such a file with "no objects passed to apply".
+                    message = "file contains no YAML documents"
+                    problems.append(Problem(str(item), None, None, message, validator))
+                documents.extend(loaded)
         else:
             documents.append(YamlDocument(data=item, source=f"<document {position}>", index=position))
     return documents, problems
@@ -347,8 +353,8 @@ def _duplicate_key_problems(document: YamlDocument, validator: str) -> list[Prob
             document.source,
             line,
             column,
-            f"{_object_label(document)}: duplicate field {_format_field_path(path)!r}; "
-            "kubectl and Argo CD reject a mapping with a repeated key",
+            f'{_object_label(document)}: duplicate field "{_format_field_path(path)}"; '
+            "YAML requires unique mapping keys, and PyYAML keeps only the last value",
             validator,
         )
         for path, line, column in document.duplicate_keys
@@ -590,7 +596,7 @@ def _schema_error_problems(
                 _problem_at(
                     document,
                     [*path, key],
-                    f"unknown field {_format_field_path([*path, key])!r}",
+                    f'unknown field "{_format_field_path([*path, key])}"',
                     validator,
                 )
                 for key in undeclared
@@ -602,7 +608,7 @@ def _schema_error_problems(
                 _problem_at(
                     document,
                     path,
-                    f"missing required field {_format_field_path([*path, key])!r}",
+                    f'missing required field "{_format_field_path([*path, key])}"',
                     validator,
                 )
                 for key in missing
@@ -660,10 +666,10 @@ def _kubernetes_schema_version(requested: str) -> str:
     """Return the bundled schema version for ``requested``: the newest one not newer than it."""
     from kubernetes_validate import utils
 
-    wanted = _version_tuple(requested)
-    bundled = sorted(set(utils.all_versions()), key=_version_tuple)
-    candidates = [version for version in bundled if _version_tuple(version) <= wanted]
-    if not candidates or wanted > _version_tuple(bundled[-1]):
+    requested_tuple = _version_tuple(requested)
+    bundled: list[str] = sorted(set(utils.all_versions()), key=_version_tuple)
+    candidates = [version for version in bundled if _version_tuple(version) <= requested_tuple]
+    if not candidates or requested_tuple > _version_tuple(bundled[-1]):
         raise ValueError(
             f"Kubernetes version {requested} is not bundled with kubernetes-validate; "
             f"it has schemas for {bundled[0]} to {bundled[-1]}"
@@ -739,6 +745,9 @@ def validate_kubernetes(
     Kinds without a bundled schema, such as custom resources, are skipped unless
     ``fail_on_unknown_kinds`` is set. Route Argo CD kinds to ``validate_argocd``.
     Raises ``ValueError`` only for a ``version`` that kubernetes-validate does not bundle.
+
+    NOTE: a misspelled kind or apiVersion looks like a custom resource, so by default
+    it passes unchecked. ``validate_manifests`` sets ``fail_on_unknown_kinds``.
     """
     validator = "kubernetes"
     if importlib.util.find_spec("kubernetes_validate") is None:
@@ -884,8 +893,7 @@ def _load_argocd_crds(schema_dir: str) -> dict[str, _Crd]:
             spec = crd["spec"]
             versions = {}
             for version in spec["versions"]:
-                schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
-                strict_schema = _forbid_undeclared_fields(schema)
+                strict_schema = _forbid_undeclared_fields(version["schema"]["openAPIV3Schema"])
                 strict_schema["properties"]["metadata"] = OBJECT_META_SCHEMA
                 versions[version["name"]] = _CrdVersion(
                     served=bool(version.get("served")),
@@ -913,7 +921,9 @@ def validate_argocd(documents: Any) -> list[Problem]:
     try:
         crds = _load_argocd_crds(str(schema_dir))
     except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
-        return [Problem(str(schema_dir), None, None, f"cannot load the Argo CD CRDs: {error!r}", validator)]
+        return [
+            Problem(str(schema_dir), None, None, f"failed to load the Argo CD CRDs: {error!r}", validator)
+        ]
 
     loaded, problems = _collect_documents(documents, validator)
     for document in loaded:
@@ -1052,6 +1062,39 @@ def compile_groovy(
     return problems
 
 
+def groovy_call_trees(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    timeout: float = DEFAULT_GROOVY_TIMEOUT_SECONDS,
+) -> dict[str, dict[str, Any]]:
+    """Parse Groovy files in one JVM and return each file's method-call structure, keyed by path.
+
+    ``groovy_calls.groovy`` describes the node format. A file that does not compile has ``ok``
+    false and its compiler messages in ``errors``. Raises ``RuntimeError`` when groovy is
+    missing, times out or prints no result for a file.
+    """
+    path_texts = [str(path) for path in paths]
+    if not path_texts:
+        return {}
+    reason = tool_missing_reason("groovy")
+    if reason is not None:
+        raise RuntimeError(reason)
+    command = ["groovy", str(GROOVY_CALLS_SCRIPT), *path_texts]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    results: dict[str, dict[str, Any]] = {}
+    for output_line in completed.stdout.splitlines():
+        if output_line.startswith("{"):
+            result = json.loads(output_line)
+            results[result["path"]] = result
+    missing = [path for path in path_texts if path not in results]
+    if missing:
+        raise RuntimeError(
+            f"groovy_calls.groovy returned no result for {missing} (exit code {completed.returncode}): "
+            f"{completed.stderr.strip()[-500:]}"
+        )
+    return results
+
+
 # --- hadolint ------------------------------------------------------------------------
 
 
@@ -1069,7 +1112,7 @@ def run_hadolint(
 ) -> list[Problem]:
     """Lint Dockerfiles with hadolint in one process and return every finding.
 
-    Findings of every level are returned; ``Problem.severity`` holds hadolint's level
+    Findings of every level are returned. ``Problem.severity`` is hadolint's level
     and ``Problem.code`` the rule, such as ``DL3007``. Inline ``# hadolint ignore=``
     comments apply, because hadolint honours them itself. ``config`` defaults to the
     repository's ``.hadolint.yaml`` when it exists, and otherwise to an empty

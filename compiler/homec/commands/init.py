@@ -44,11 +44,18 @@ def example_dir() -> Path:
 def init_repository(target: Path) -> list[Path]:
     """Create the example files in ``target``; refuse to touch a folder that already has an apps.yaml."""
     if (target / "apps.yaml").exists():
-        raise UsageError(f"{target / 'apps.yaml'} already exists; nothing was written", "choose an empty or new folder")
+        raise UsageError(
+            f"{target / 'apps.yaml'} already exists; nothing was written", "choose an empty or new folder"
+        )
     source = example_dir()
     target.mkdir(parents=True, exist_ok=True)
     created: list[Path] = []
-    for relative in ("apps.yaml", "environments/localhost.yaml", "environments/cluster.yaml", "training/iris/train.py"):
+    for relative in (
+        "apps.yaml",
+        "environments/localhost.yaml",
+        "environments/cluster.yaml",
+        "training/iris/train.py",
+    ):
         destination = target / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / relative, destination)

@@ -37,7 +37,10 @@ class RemovalNotConfirmedError(HomecError):
 def _scope(project: Project, options: RenderOptions) -> Scope:
     for name in options.environments:
         if name not in project.environments:
-            raise UsageError(f"unknown environment {name!r}", f"known environments: {', '.join(sorted(project.environments))}")
+            raise UsageError(
+                f"unknown environment {name!r}",
+                f"known environments: {', '.join(sorted(project.environments))}",
+            )
     for name in options.apps:
         if name not in project.apps:
             raise UsageError(f"unknown app {name!r}", f"apps in apps.yaml: {', '.join(sorted(project.apps))}")
@@ -75,7 +78,9 @@ def diff(options: RenderOptions) -> RenderOutcome:
         old = (root / path).read_text(encoding="utf-8") if path in plan.changed else ""
         outcome.diffs[path] = _unified(path, old, data.decode("utf-8"), path in plan.added)
     for path in plan.removed:
-        outcome.diffs[path] = _unified(path, (root / path).read_text(encoding="utf-8"), "", False, removed=True)
+        outcome.diffs[path] = _unified(
+            path, (root / path).read_text(encoding="utf-8"), "", False, removed=True
+        )
     return outcome
 
 

@@ -16,7 +16,37 @@ from homec.errors import Problem
 def problems_from_validation(
     error: ValidationError, data: Any, source_map: SourceMap, model: type[BaseModel]
 ) -> list[Problem]:
-    return [_problem(detail, data, source_map, model) for detail in error.errors(include_url=False)]
+    details = _drop_other_union_members(error.errors(include_url=False), data)
+    return [_problem(detail, data, source_map, model) for detail in details]
+
+
+def _drop_other_union_members(details: list[Any], data: Any) -> list[Any]:
+    """Keep, for a value that matched no member of a union such as ``str | SecretRef``, only the errors
+    of the member the value looks like: a mapping is read as the model, a scalar as the plain type."""
+    by_path: dict[KeyPath, list[Any]] = {}
+    for detail in details:
+        by_path.setdefault(_data_path(detail["loc"], data), []).append(detail)
+    kept = []
+    for path, group in by_path.items():
+        value = _value_at(data, path)
+        if len(group) > 1 and isinstance(value, dict):
+            group = [d for d in group if d["type"] not in _SCALAR_TYPES] or group
+        elif len(group) > 1:
+            group = [
+                d for d in group if d["type"] not in {"model_type", "dict_type", "model_attributes_type"}
+            ] or group
+        kept.extend(group)
+    return kept
+
+
+_SCALAR_TYPES = {"string_type", "int_type", "bool_type", "float_type", "int_parsing", "bool_parsing"}
+
+
+def _value_at(data: Any, path: KeyPath) -> Any:
+    node = data
+    for part in path:
+        node = node[part]
+    return node
 
 
 def _problem(detail: Any, data: Any, source_map: SourceMap, model: type[BaseModel]) -> Problem:
@@ -34,11 +64,18 @@ def _problem(detail: Any, data: Any, source_map: SourceMap, model: type[BaseMode
 
     if kind == "missing":
         missing = str(detail["loc"][-1])
-        return Problem(file, line, column, shown_path, f"missing required key {missing!r}", f"add {missing}: under this mapping")
+        return Problem(
+            file,
+            line,
+            column,
+            shown_path,
+            f"missing required key {missing!r}",
+            f"add {missing}: under this mapping",
+        )
     if kind == "extra_forbidden":
         return _unknown_key(path, model, file, line, column, shown_path)
-    message = _message(detail)
-    return Problem(file, line, column, shown_path, message, _type_hint(kind, detail.get("input")))
+    message, hint = _message_and_hint(detail)
+    return Problem(file, line, column, shown_path, message, hint)
 
 
 def _data_path(loc: tuple[Any, ...], data: Any) -> KeyPath:
@@ -46,41 +83,67 @@ def _data_path(loc: tuple[Any, ...], data: Any) -> KeyPath:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
             path.append(part)
             node = node[part]
     return tuple(path)
 
 
-def _message(detail: Any) -> str:
-    message = str(detail["msg"])
-    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+def _message_and_hint(detail: Any) -> tuple[str, str]:
+    kind = detail["type"]
     value = detail.get("input")
-    if detail["type"] not in {"value_error", "assertion_error"} and not isinstance(value, dict | list):
-        message += f"; got {value!r}"
-    return message
-
-
-def _type_hint(kind: str, value: Any) -> str:
-    if kind == "string_type" and isinstance(value, bool | int | float):
-        return f'quote the value to keep it a string, for example "{_yaml_text(value)}"'
-    if kind in {"int_type", "int_parsing"} and isinstance(value, str):
-        return "write a whole number without quotes"
-    if kind == "bool_type":
-        return "write true or false without quotes"
-    if kind in {"dict_type", "model_type"}:
-        return "write a mapping of key: value lines here"
+    context = detail.get("ctx") or {}
+    original = context.get("error")
+    if isinstance(original, ValueError):
+        return str(original), getattr(original, "hint", "")
+    shown = (
+        ""
+        if isinstance(value, dict | list)
+        else f"; got {_yaml_text(value)!r}"
+        if isinstance(value, bool)
+        else f"; got {value!r}"
+    )
+    if kind in {"int_type", "int_parsing", "int_from_float"}:
+        return f"expected a whole number{shown}", "write a whole number without quotes, such as 2"
+    if kind == "string_type":
+        hint = (
+            f'quote the value to keep it text, for example "{_yaml_text(value)}"'
+            if _is_scalar(value)
+            else "write text here"
+        )
+        return f"expected text{shown}", hint
+    if kind in {"bool_type", "bool_parsing"}:
+        return f"expected true or false{shown}", "write true or false without quotes"
+    if kind in {"greater_than_equal", "greater_than"}:
+        bound = context.get("ge", context.get("gt"))
+        return f"value is too small{shown}", f"use {bound} or more"
+    if kind in {"less_than_equal", "less_than"}:
+        bound = context.get("le", context.get("lt"))
+        return f"value is too large{shown}", f"use {bound} or less"
+    if kind == "literal_error":
+        return f"invalid value{shown}", f"use one of: {context.get('expected', '')}"
+    if kind in {"dict_type", "model_type", "model_attributes_type"}:
+        return f"expected a mapping{shown}", "write key: value lines here"
     if kind == "list_type":
-        return "write a list here, one '- item' per line"
-    return ""
+        return f"expected a list{shown}", "write one '- item' per line"
+    if kind in {"string_too_short", "too_short"}:
+        return f"value is empty{shown}", "give a value"
+    if kind in {"string_too_long", "too_long"}:
+        return f"value is too long{shown}", f"shorten it to {context.get('max_length', 'the limit')}"
+    if kind == "string_pattern_mismatch":
+        return f"invalid value{shown}", f"it must match {context.get('pattern', '')}"
+    return str(detail["msg"]) + shown, ""
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, bool | int | float)
 
 
 def _yaml_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if value is None:
+        return "null"
     return str(value)
 
 

@@ -31,7 +31,9 @@ def apps_schema() -> dict[str, Any]:
     spec = copy.deepcopy(definitions["AppEntry"])
     spec["properties"].pop("overrides", None)
     spec["title"] = "AppOverride"
-    spec["description"] = "Changes for one environment: mappings merge, lists and scalars replace, null removes."
+    spec["description"] = (
+        "Changes for one environment: mappings merge, lists and scalars replace, null removes."
+    )
     definitions["AppOverride"] = _partial(spec)
     overrides = definitions["AppEntry"]["properties"]["overrides"]
     overrides["additionalProperties"] = {"anyOf": [{"$ref": "#/$defs/AppOverride"}, {"type": "null"}]}

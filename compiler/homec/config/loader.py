@@ -77,7 +77,9 @@ def load_yaml(path: Path, display: str) -> tuple[Any, SourceMap]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(display, 1, 1, "", f"file is not UTF-8 text ({exc.reason})", "save it as UTF-8")]) from exc
+        raise ConfigError(
+            [Problem(display, 1, 1, "", f"file is not UTF-8 text ({exc.reason})", "save it as UTF-8")]
+        ) from exc
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
@@ -85,7 +87,13 @@ def load_yaml(path: Path, display: str) -> tuple[Any, SourceMap]:
     except MarkedYAMLError as exc:
         raise ConfigError([_yaml_problem(exc, display)]) from exc
     if len(documents) > 1:
-        raise ConfigError([Problem(display, 1, 1, "", "the file holds several YAML documents", "keep one document per file")])
+        raise ConfigError(
+            [
+                Problem(
+                    display, 1, 1, "", "the file holds several YAML documents", "keep one document per file"
+                )
+            ]
+        )
     root = documents[0] if documents else None
     source_map = SourceMap()
     source_map.origins[()] = Origin(display, (), 1, 1, 1, 1)
@@ -97,9 +105,9 @@ def _yaml_problem(exc: MarkedYAMLError, display: str) -> Problem:
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
     message = " ".join(part for part in (exc.context, exc.problem) if part)
     hint = "fix the YAML syntax at that position"
-    if "duplicate key" in message:
+    if exc.problem and "duplicate key" in exc.problem:
         hint = "remove one of the two entries; a key may appear once per mapping"
-        message = message.replace("found duplicate key", "duplicate key")
+        message = exc.problem.replace("found duplicate key", "duplicate key").split(" with value")[0]
     return Problem(display, line, column, "", message.strip(), hint)
 
 
@@ -110,7 +118,9 @@ def _plain(node: Any, path: KeyPath, display: str, source_map: SourceMap) -> Any
             key_line, key_column = node.lc.key(key)
             value_line, value_column = node.lc.value(key)
             child = (*path, str(key))
-            source_map.origins[child] = Origin(display, child, key_line + 1, key_column + 1, value_line + 1, value_column + 1)
+            source_map.origins[child] = Origin(
+                display, child, key_line + 1, key_column + 1, value_line + 1, value_column + 1
+            )
             result[str(key) if not isinstance(key, str) else key] = _plain(value, child, display, source_map)
         return result
     if isinstance(node, CommentedSeq):

@@ -7,6 +7,7 @@ Every problem of every file is collected before anything fails, so one run repor
 from __future__ import annotations
 
 import difflib
+from decimal import Decimal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 from homec.config.diagnose import problems_from_validation
 from homec.config.loader import KeyPath, Origin, SourceMap, format_key_path, load_yaml
 from homec.config.overlay import deep_merge, merge_origins
-from homec.config.quantity import quantity_value
-from homec.config.schema import _DNS_LABEL, AppEntry, AppsFileShape, AppSpec, Environment
+from homec.config.quantity import format_decimal, quantity_value
+from homec.config.schema import _DNS_LABEL, AppEntry, AppsFileShape, AppSpec, Environment, Flavor
 from homec.errors import ConfigError, Problem
 
 APPS_FILE = "apps.yaml"
@@ -64,7 +65,7 @@ def load_project(root: Path) -> Project:
     environment_names = {path.stem for path in (root / ENVIRONMENTS_DIR).glob("*.yaml")}
     _check_override_targets(raw_apps, environment_names, problems)
     effective = _effective_apps(raw_apps, environments, environment_maps, problems)
-    _check_capacity(effective, environments, problems)
+    _check_capacity(effective, environments, environment_maps, problems)
     if problems:
         raise ConfigError(problems)
     return Project(
@@ -77,7 +78,9 @@ def load_project(root: Path) -> Project:
     )
 
 
-def _validate(model: type[ModelT], data: Any, source_map: SourceMap, problems: list[Problem]) -> ModelT | None:
+def _validate(
+    model: type[ModelT], data: Any, source_map: SourceMap, problems: list[Problem]
+) -> ModelT | None:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -95,24 +98,57 @@ def _load_file(path: Path, root: Path, problems: list[Problem]) -> tuple[Any, So
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        problems.append(Problem(display, 1, 1, "", "the file must hold a mapping at the top level", "start with key: lines"))
+        problems.append(
+            Problem(
+                display, 1, 1, "", "the file must hold a mapping at the top level", "start with key: lines"
+            )
+        )
         return None
     return data, source_map
 
 
-def _load_environments(root: Path, problems: list[Problem]) -> tuple[dict[str, Environment], dict[str, SourceMap]]:
+def _load_environments(
+    root: Path, problems: list[Problem]
+) -> tuple[dict[str, Environment], dict[str, SourceMap]]:
     folder = root / ENVIRONMENTS_DIR
     environments: dict[str, Environment] = {}
     maps: dict[str, SourceMap] = {}
     paths = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
     for stray in sorted(folder.glob("*.yml")) if folder.is_dir() else []:
-        problems.append(Problem(stray.relative_to(root).as_posix(), 1, 1, "", "environment files end in .yaml", f"rename it to {stray.stem}.yaml"))
+        problems.append(
+            Problem(
+                stray.relative_to(root).as_posix(),
+                1,
+                1,
+                "",
+                "environment files end in .yaml",
+                f"rename it to {stray.stem}.yaml",
+            )
+        )
     if not paths:
-        problems.append(Problem(f"{ENVIRONMENTS_DIR}/", 1, 1, "", "no environment files found", "add environments/localhost.yaml (homec init writes one)"))
+        problems.append(
+            Problem(
+                f"{ENVIRONMENTS_DIR}/",
+                1,
+                1,
+                "",
+                "no environment files found",
+                "add environments/localhost.yaml (homec init writes one)",
+            )
+        )
     for path in paths:
         name = path.stem
         if not _DNS_LABEL.match(name) or len(name) > 63:
-            problems.append(Problem(path.relative_to(root).as_posix(), 1, 1, "", f"invalid environment name {name!r}", "name the file with lower-case letters, digits and '-', like cluster.yaml"))
+            problems.append(
+                Problem(
+                    path.relative_to(root).as_posix(),
+                    1,
+                    1,
+                    "",
+                    f"invalid environment name {name!r}",
+                    "name the file with lower-case letters, digits and '-', like cluster.yaml",
+                )
+            )
             continue
         loaded = _load_file(path, root, problems)
         if loaded is None:
@@ -128,7 +164,16 @@ def _load_environments(root: Path, problems: list[Problem]) -> tuple[dict[str, E
 def _load_apps(root: Path, problems: list[Problem]) -> dict[str, _RawApp]:
     main = root / APPS_FILE
     if not main.is_file():
-        problems.append(Problem(APPS_FILE, 1, 1, "", "apps.yaml not found", "run homec in the repository root, or homec init DIR for a new one"))
+        problems.append(
+            Problem(
+                APPS_FILE,
+                1,
+                1,
+                "",
+                "apps.yaml not found",
+                "run homec in the repository root, or homec init DIR for a new one",
+            )
+        )
         return {}
     apps: dict[str, _RawApp] = {}
     first_seen: dict[str, Origin] = {}
@@ -139,7 +184,16 @@ def _load_apps(root: Path, problems: list[Problem]) -> dict[str, _RawApp]:
         data, source_map = loaded
         if not allow_include and "include" in data:
             origin = source_map.origins[("include",)]
-            problems.append(Problem(origin.file, origin.key_line, origin.key_column, "include", "included files may not include others", "list every pattern in apps.yaml"))
+            problems.append(
+                Problem(
+                    origin.file,
+                    origin.key_line,
+                    origin.key_column,
+                    "include",
+                    "included files may not include others",
+                    "list every pattern in apps.yaml",
+                )
+            )
             continue
         parsed = _validate(AppsFileShape, data, source_map, problems)
         if parsed is None:
@@ -155,7 +209,16 @@ def _load_apps(root: Path, problems: list[Problem]) -> dict[str, _RawApp]:
             origin = source_map.origins[app_path]
             if name in first_seen:
                 earlier = first_seen[name]
-                problems.append(Problem(origin.file, origin.value_line, origin.value_column, format_key_path(app_path), f"duplicate app name {name!r}", f"it is also defined at {earlier.file}:{earlier.value_line}; app names must be unique"))
+                problems.append(
+                    Problem(
+                        origin.file,
+                        origin.value_line,
+                        origin.value_column,
+                        format_key_path(app_path),
+                        f"duplicate app name {name!r}",
+                        f"it is also defined at {earlier.file}:{earlier.value_line}; app names must be unique",
+                    )
+                )
                 continue
             first_seen[name] = origin
             apps[name] = _RawApp(written, app_map, entry)
@@ -175,12 +238,23 @@ def _app_files(root: Path, main: Path, problems: list[Problem]) -> list[tuple[Pa
         matches = sorted(path for path in root.glob(pattern) if path.is_file() and path != main)
         if not matches:
             origin = source_map.origins[("include", index)]
-            problems.append(Problem(origin.file, origin.value_line, origin.value_column, f"include[{index}]", f"pattern {pattern!r} matches no file", "fix the pattern or remove it"))
+            problems.append(
+                Problem(
+                    origin.file,
+                    origin.value_line,
+                    origin.value_column,
+                    f"include[{index}]",
+                    f"pattern {pattern!r} matches no file",
+                    "fix the pattern or remove it",
+                )
+            )
         files.extend((path, False) for path in matches if (path, False) not in files)
     return files
 
 
-def _check_override_targets(apps: dict[str, _RawApp], environments: set[str], problems: list[Problem]) -> None:
+def _check_override_targets(
+    apps: dict[str, _RawApp], environments: set[str], problems: list[Problem]
+) -> None:
     if not environments:
         return
     known = sorted(environments)
@@ -192,7 +266,16 @@ def _check_override_targets(apps: dict[str, _RawApp], environments: set[str], pr
             origin = raw.source_map.origins[("overrides", name)]
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"known environments: {', '.join(known)}"
-            problems.append(Problem(origin.file, origin.key_line, origin.key_column, format_key_path(origin.path), f"unknown environment {name!r}", hint))
+            problems.append(
+                Problem(
+                    origin.file,
+                    origin.key_line,
+                    origin.key_column,
+                    format_key_path(origin.path),
+                    f"unknown environment {name!r}",
+                    hint,
+                )
+            )
 
 
 def _effective_apps(
@@ -211,7 +294,9 @@ def _effective_apps(
     return result
 
 
-def _overlay(raw: _RawApp, env_name: str, environment: Environment, env_map: SourceMap) -> tuple[dict[str, Any], SourceMap]:
+def _overlay(
+    raw: _RawApp, env_name: str, environment: Environment, env_map: SourceMap
+) -> tuple[dict[str, Any], SourceMap]:
     """Merge the layers for one app and environment, keeping where each merged value came from."""
     written = {key: value for key, value in raw.data.items() if key != "overrides"}
     overrides = raw.data.get("overrides")
@@ -222,7 +307,9 @@ def _overlay(raw: _RawApp, env_name: str, environment: Environment, env_map: Sou
     enabled = {**_mapping(written.get("serving")), **_mapping(override.get("serving"))}
     defaults = {
         "serving": {
-            flavor: values for flavor, values in environment.defaults.serving.items() if enabled.get(flavor) is not None
+            flavor: values
+            for flavor, values in environment.defaults.serving.items()
+            if enabled.get(flavor) is not None
         }
     }
 
@@ -242,6 +329,7 @@ def _overlay(raw: _RawApp, env_name: str, environment: Environment, env_map: Sou
 def _check_capacity(
     effective: dict[tuple[str, str], tuple[AppSpec, SourceMap]],
     environments: dict[str, Environment],
+    environment_maps: dict[str, SourceMap],
     problems: list[Problem],
 ) -> None:
     """Reject pods that fit on no node, and environments whose replicas request more than all nodes hold."""
@@ -249,24 +337,57 @@ def _check_capacity(
         nodes = environment.kubernetes.nodes
         if not nodes:
             continue
-        largest_cpu = max(quantity_value(node.cpu) for node in nodes)
-        largest_memory = max(quantity_value(node.memory) for node in nodes)
-        total = {"cpu": sum(quantity_value(n.cpu) for n in nodes), "memory": sum(quantity_value(n.memory) for n in nodes)}
-        requested = {"cpu": quantity_value("0"), "memory": quantity_value("0")}
-        for (env, _app_name), (spec, source_map) in effective.items():
+        largest = {
+            resource: max(quantity_value(getattr(node, resource)) for node in nodes)
+            for resource in _RESOURCES
+        }
+        total = {
+            resource: sum((quantity_value(getattr(node, resource)) for node in nodes), Decimal(0))
+            for resource in _RESOURCES
+        }
+        requested = dict.fromkeys(_RESOURCES, Decimal(0))
+        for (env, _), (spec, source_map) in effective.items():
             if env != env_name:
                 continue
             for flavor, settings in spec.serving.flavors().items():
-                for resource, largest in (("cpu", largest_cpu), ("memory", largest_memory)):
-                    amount = getattr(settings.resources, resource)
-                    requested[resource] += quantity_value(amount) * settings.replicas
-                    if quantity_value(amount) > largest:
-                        origin = source_map.find(("serving", flavor, "resources", resource))
-                        assert origin is not None
-                        problems.append(Problem(origin.file, origin.value_line, origin.value_column, format_key_path(origin.path), f"{resource} request {amount} fits on no node of environment {env_name!r}", "lower the request or add a larger node to kubernetes.nodes"))
-        for resource, amount in requested.items():
-            if amount > total[resource]:
-                problems.append(Problem(f"{ENVIRONMENTS_DIR}/{env_name}.yaml", 1, 1, "kubernetes.nodes", f"apps request {amount} {resource} in all, more than the {total[resource]} the nodes have", "lower replicas or requests, or add nodes"))
+                for resource in _RESOURCES:
+                    amount = quantity_value(getattr(settings.resources, resource))
+                    requested[resource] += amount * settings.replicas
+                    if amount > largest[resource]:
+                        problems.append(_too_large(source_map, flavor, resource, settings, env_name))
+        nodes_origin = environment_maps[env_name].find(("kubernetes", "nodes"))
+        assert nodes_origin is not None
+        for resource in _RESOURCES:
+            if requested[resource] > total[resource]:
+                message = (
+                    f"the apps request {format_decimal(requested[resource])} {resource} in all, "
+                    f"more than the {format_decimal(total[resource])} the nodes have"
+                )
+                hint = "lower replicas or requests, or add nodes"
+                problems.append(
+                    Problem(
+                        nodes_origin.file,
+                        nodes_origin.value_line,
+                        nodes_origin.value_column,
+                        "kubernetes.nodes",
+                        message,
+                        hint,
+                    )
+                )
+
+
+_RESOURCES = ("cpu", "memory")
+
+
+def _too_large(source_map: SourceMap, flavor: str, resource: str, settings: Flavor, env_name: str) -> Problem:
+    origin = source_map.find(("serving", flavor, "resources", resource))
+    assert origin is not None
+    amount = getattr(settings.resources, resource)
+    message = f"{resource} request {amount} fits on no node of environment {env_name!r}"
+    hint = "lower the request or add a larger node to kubernetes.nodes"
+    return Problem(
+        origin.file, origin.value_line, origin.value_column, format_key_path(origin.path), message, hint
+    )
 
 
 def _mapping(value: Any) -> dict[str, Any]:

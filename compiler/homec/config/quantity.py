@@ -6,14 +6,25 @@ import re
 from decimal import Decimal, InvalidOperation
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-            "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
-            "P": Decimal("1e15"), "E": Decimal("1e18")}
+_DECIMAL = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+}
 _PATTERN = re.compile(r"^(?P<number>[0-9]+(\.[0-9]*)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]?)$")
 
 
 class QuantityError(ValueError):
-    pass
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 def parse_quantity(text: str) -> tuple[Decimal, bool]:
@@ -21,7 +32,8 @@ def parse_quantity(text: str) -> tuple[Decimal, bool]:
     match = _PATTERN.match(text.strip())
     if not match:
         raise QuantityError(
-            f"invalid Kubernetes quantity {text!r}; write a number with an optional suffix such as 500m, 2, 512Mi or 1Gi"
+            f"invalid Kubernetes quantity {text!r}",
+            "write a number with an optional suffix such as 500m, 2, 512Mi or 1Gi",
         )
     try:
         number = Decimal(match["number"])
@@ -66,3 +78,9 @@ def _largest_decimal(value: Decimal) -> str:
 
 def quantity_value(text: str) -> Decimal:
     return parse_quantity(text)[0]
+
+
+def format_decimal(value: Decimal) -> str:
+    """Format a summed quantity without trailing zeros: ``20.000`` becomes ``20``."""
+    text = format(value.normalize(), "f")
+    return text

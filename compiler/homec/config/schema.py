@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from homec.config.quantity import canonical_quantity
 
@@ -20,7 +28,9 @@ MAX_APP_NAME = 55
 FLAVORS = ("bentoml", "fastapi")
 DEFAULT_PORTS = {"bentoml": 3000, "fastapi": 8000}
 # Variables homec sets itself in generated services; an app's env may not replace them.
-RESERVED_ENV = frozenset({"MODEL_URI", "MLFLOW_TRACKING_URI", "HOMEC_APP", "HOMEC_ENV", "HOMEC_FLAVOR", "PORT"})
+RESERVED_ENV = frozenset(
+    {"MODEL_URI", "MLFLOW_TRACKING_URI", "HOMEC_APP", "HOMEC_ENV", "HOMEC_FLAVOR", "PORT"}
+)
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -35,14 +45,25 @@ _HOSTNAME = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 _CREDENTIAL_IN_URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", re.IGNORECASE)
 
 
+class SchemaValueError(ValueError):
+    """A rejected value, with the fix to show next to the message."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
 def _check_dns_label(value: str, what: str, max_length: int = 63) -> str:
     if not _DNS_LABEL.match(value):
-        raise ValueError(
-            f"invalid {what} {value!r}: use lower-case letters, digits and '-', starting with a letter "
-            "and ending with a letter or digit"
+        raise SchemaValueError(
+            f"invalid {what} {value!r}",
+            "use lower-case letters, digits and '-', starting with a letter and ending with a letter or digit",
         )
     if len(value) > max_length:
-        raise ValueError(f"{what} {value!r} is {len(value)} characters long; the maximum is {max_length}")
+        raise SchemaValueError(
+            f"{what} {value!r} is {len(value)} characters long",
+            f"shorten it to at most {max_length} characters",
+        )
     return value
 
 
@@ -57,7 +78,7 @@ def _namespace(value: str) -> str:
 def _matching(pattern: re.Pattern[str], what: str, example: str) -> Any:
     def check(value: str) -> str:
         if not pattern.match(value):
-            raise ValueError(f"invalid {what} {value!r}; expected something like {example}")
+            raise SchemaValueError(f"invalid {what} {value!r}", f"write it like {example}")
         return value
 
     return AfterValidator(check)
@@ -65,9 +86,9 @@ def _matching(pattern: re.Pattern[str], what: str, example: str) -> Any:
 
 def _no_credentials(value: str | None) -> str | None:
     if value is not None and _CREDENTIAL_IN_URL.match(value):
-        raise ValueError(
-            "the URI contains a user name and password; homec never renders secrets, so remove them and "
-            "give the credential through a Jenkins credential id or a Kubernetes Secret"
+        raise SchemaValueError(
+            "the URI contains a user name and password, and homec never renders secrets",
+            "remove them and give the credential through a Jenkins credential id or a Kubernetes Secret",
         )
     return value
 
@@ -75,9 +96,11 @@ def _no_credentials(value: str | None) -> str | None:
 def _relative_path(suffix: str = "") -> Any:
     def check(value: str) -> str:
         if value.startswith("/") or ".." in value.split("/") or "\\" in value or not value.strip():
-            raise ValueError(f"invalid path {value!r}; give a path relative to the repository, without '..'")
+            raise SchemaValueError(
+                f"invalid path {value!r}", "give a path relative to the repository, without '..'"
+            )
         if suffix and not value.endswith(suffix):
-            raise ValueError(f"invalid path {value!r}; it must name a {suffix} file")
+            raise SchemaValueError(f"invalid path {value!r}", f"name a {suffix} file")
         return value
 
     return AfterValidator(check)
@@ -102,7 +125,16 @@ def _canonical(value: str) -> str:
     return canonical_quantity(value)
 
 
-Quantity = Annotated[str, BeforeValidator(_number_to_text), AfterValidator(_canonical)]
+_QUANTITY_JSON = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$"},
+        {"type": "number", "minimum": 0},
+    ],
+    "description": "Kubernetes quantity, such as 500m, 2, 512Mi or 1Gi.",
+}
+Quantity = Annotated[
+    str, BeforeValidator(_number_to_text), AfterValidator(_canonical), WithJsonSchema(_QUANTITY_JSON)
+]
 AppName = Annotated[str, AfterValidator(_app_name)]
 Namespace = Annotated[str, AfterValidator(_namespace)]
 EnvVarName = Annotated[str, _matching(_ENV_NAME, "environment variable name", "LOG_LEVEL")]
@@ -123,27 +155,55 @@ class Training(Strict):
 class ModelRef(Strict):
     """The model an app serves: a registered model version or alias, or a run (as the Jenkins job takes)."""
 
-    registered_name: Annotated[str, _matching(_MODEL_NAME, "registered model name", "iris-classifier")] | None = (
-        None
-    )
+    registered_name: (
+        Annotated[str, _matching(_MODEL_NAME, "registered model name", "iris-classifier")] | None
+    ) = None
     version: Annotated[int, Field(ge=1)] | None = None
     alias: Annotated[str, _matching(_ALIAS, "model alias", "champion")] | None = None
-    experiment_id: Annotated[str, BeforeValidator(_id_to_text), _matching(_EXPERIMENT_ID, "experiment id", "'1'")] | None = None
-    run_id: Annotated[str, _matching(_RUN_ID, "run id", "32 lower-case hex digits")] | None = None
+    experiment_id: (
+        Annotated[
+            str,
+            BeforeValidator(_id_to_text),
+            _matching(_EXPERIMENT_ID, "experiment id", "'1'"),
+            WithJsonSchema(
+                {"anyOf": [{"type": "string", "pattern": "^[0-9]+$"}, {"type": "integer", "minimum": 0}]}
+            ),
+        ]
+        | None
+    ) = None
+    run_id: (
+        Annotated[
+            str, _matching(_RUN_ID, "run id", "0123456789abcdef0123456789abcdef (32 lower-case hex digits)")
+        ]
+        | None
+    ) = None
     artifact_path: Annotated[str, _relative_path()] = "model"
 
     @model_validator(mode="after")
     def _one_complete_reference(self) -> ModelRef:
         if self.version is not None and self.alias is not None:
-            raise ValueError("give either version or alias, not both")
+            raise SchemaValueError(
+                "version and alias are both set", "keep one: a version pins, an alias follows"
+            )
         if (self.version is not None or self.alias is not None) and self.registered_name is None:
-            raise ValueError("version and alias need registered_name")
+            raise SchemaValueError("version and alias need registered_name", "add registered_name: NAME")
         if (self.run_id is None) != (self.experiment_id is None):
-            raise ValueError("run_id and experiment_id go together; give both (homec promote writes both)")
-        if self.registered_name is not None and self.version is None and self.alias is None and self.run_id is None:
-            raise ValueError("registered_name needs a version, an alias, or a run_id with experiment_id")
+            raise SchemaValueError(
+                "run_id and experiment_id go together", "give both; homec promote --run-id writes both"
+            )
+        if (
+            self.registered_name is not None
+            and self.version is None
+            and self.alias is None
+            and self.run_id is None
+        ):
+            raise SchemaValueError(
+                "registered_name alone names no model version", "add version: N or alias: NAME"
+            )
         if self.registered_name is None and self.run_id is None:
-            raise ValueError("name a model: registered_name with version or alias, or run_id with experiment_id")
+            raise SchemaValueError(
+                "no model named", "give registered_name with version or alias, or run_id with experiment_id"
+            )
         return self
 
     @property
@@ -185,7 +245,12 @@ class Ingress(Strict):
 
 class Flavor(Strict):
     replicas: Annotated[int, Field(ge=0, le=100)] = 1
-    port: Annotated[int, Field(ge=1024, le=65535, description="Container port; 1024 or above so it runs non-root.")] | None = None
+    port: (
+        Annotated[
+            int, Field(ge=1024, le=65535, description="Container port; 1024 or above so it runs non-root.")
+        ]
+        | None
+    ) = None
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     resources: Resources = Resources()
     env: dict[EnvVarName, str | SecretRef] = Field(default_factory=dict)
@@ -195,7 +260,9 @@ class Flavor(Strict):
     def _env_not_reserved(self) -> Flavor:
         taken = sorted(RESERVED_ENV.intersection(self.env))
         if taken:
-            raise ValueError(f"env may not set {', '.join(taken)}: homec sets these in every generated service")
+            raise SchemaValueError(
+                f"env may not set {', '.join(taken)}", "remove it; homec sets it in every generated service"
+            )
         return self
 
 
@@ -238,7 +305,9 @@ class AppSpec(Strict):
     @model_validator(mode="after")
     def _serving_needs_model(self) -> AppSpec:
         if self.serving.flavors() and self.model is None:
-            raise ValueError("serving needs a model; add model: (homec promote writes it after homec train)")
+            raise SchemaValueError(
+                "serving needs a model", "add model:, or run homec train then homec promote"
+            )
         return self
 
 
@@ -266,7 +335,9 @@ class AppsFileShape(Strict):
 
 
 class MLflowSettings(Strict):
-    tracking_uri: Annotated[SafeUri | None, Field(description="Empty means the embedded SQLite store.")] = None
+    tracking_uri: Annotated[SafeUri | None, Field(description="Empty means the embedded SQLite store.")] = (
+        None
+    )
     artifact_root: SafeUri | None = None
     backend_store_uri: SafeUri | None = None
 
@@ -300,12 +371,18 @@ class JenkinsSettings(Strict):
 
 
 class ImageRepositories(Strict):
-    bentoml: Annotated[str, _matching(_REPOSITORY, "image repository", "home-mlops-bentoml")] = "homec-bentoml"
-    fastapi: Annotated[str, _matching(_REPOSITORY, "image repository", "home-mlops-fastapi")] = "homec-fastapi"
+    bentoml: Annotated[str, _matching(_REPOSITORY, "image repository", "home-mlops-bentoml")] = (
+        "homec-bentoml"
+    )
+    fastapi: Annotated[str, _matching(_REPOSITORY, "image repository", "home-mlops-fastapi")] = (
+        "homec-fastapi"
+    )
 
 
 class ImageSettings(Strict):
-    base: Annotated[str, _matching(_IMAGE, "base image", "python:3.11-slim-bookworm")] = "python:3.11-slim-bookworm"
+    base: Annotated[str, _matching(_IMAGE, "base image", "python:3.11-slim-bookworm")] = (
+        "python:3.11-slim-bookworm"
+    )
     repositories: ImageRepositories = ImageRepositories()
 
 

@@ -40,7 +40,10 @@ def application(target: Target) -> dict[str, Any]:
                 "targetRevision": settings.target_revision,
                 "path": f"rendered/{target.env_name}/apps/{target.name}",
             },
-            "destination": {"server": settings.destination_server, "namespace": target.environment.kubernetes.namespace},
+            "destination": {
+                "server": settings.destination_server,
+                "namespace": target.environment.kubernetes.namespace,
+            },
             "syncPolicy": _sync_policy(),
         },
     }
@@ -56,7 +59,11 @@ def render_root(environment: EnvironmentTarget) -> dict[str, bytes]:
     root = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
-        "metadata": {"name": f"homec-{environment.env_name}", "namespace": settings.namespace, "finalizers": [_FINALIZER]},
+        "metadata": {
+            "name": f"homec-{environment.env_name}",
+            "namespace": settings.namespace,
+            "finalizers": [_FINALIZER],
+        },
         "spec": {
             "project": settings.project,
             "source": {

@@ -27,7 +27,11 @@ def selector(target: Target) -> dict[str, str]:
 
 
 def metadata(target: Target, name: str | None = None) -> dict[str, Any]:
-    return {"name": name or target.name, "namespace": target.environment.kubernetes.namespace, "labels": labels(target)}
+    return {
+        "name": name or target.name,
+        "namespace": target.environment.kubernetes.namespace,
+        "labels": labels(target),
+    }
 
 
 def container_env(target: Target) -> list[dict[str, Any]]:
@@ -163,7 +167,12 @@ def ingress(target: Target) -> dict[str, Any] | None:
         spec = {"ingressClassName": settings.class_name, **spec}
     if settings.tls_secret:
         spec["tls"] = [{"hosts": [settings.host], "secretName": settings.tls_secret}]
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": metadata(target), "spec": spec}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata(target),
+        "spec": spec,
+    }
 
 
 def kustomization(target: Target, files: list[str]) -> dict[str, Any]:
