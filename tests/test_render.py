@@ -135,10 +135,12 @@ def test_yaml_outputs_carry_header(tmp_path: Path) -> None:
 
 
 def rendered_manifests(root: Path) -> list[Path]:
+    """Return the rendered Kubernetes and Argo CD files; Jenkins and build-context files have their own checks."""
+    skipped = ("/build/", "/jenkins/")
     return sorted(
         path
         for path in root.rglob("*.yaml")
-        if path.name != "kustomization.yaml" and "/build/" not in path.as_posix()
+        if path.name != "kustomization.yaml" and not any(part in path.as_posix() for part in skipped)
     )
 
 

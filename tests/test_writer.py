@@ -77,10 +77,8 @@ def test_removed_app_needs_confirmation(repo: Path) -> None:
 
 def test_scoped_render_touches_only_scope(repo: Path) -> None:
     apps_yaml = repo / "apps.yaml"
-    apps_yaml.write_text(apps_yaml.read_text().replace("fastapi: {replicas: 3}", "fastapi: {replicas: 4}"))
-    apps_yaml.write_text(
-        apps_yaml.read_text().replace("description: Iris species classifier", "description: Iris v2")
-    )
+    text = apps_yaml.read_text().replace("fastapi: {replicas: 3}", "fastapi: {replicas: 4}")
+    apps_yaml.write_text(text.replace("        replicas: 2\n", "        replicas: 5\n"))
     localhost_before = snapshot(repo / "rendered" / "localhost")
 
     code, out, _ = run_homec("-C", repo, "render", "--env", "cluster", "--app", "iris")
@@ -89,8 +87,9 @@ def test_scoped_render_touches_only_scope(repo: Path) -> None:
     assert "1 changed" in out
     assert snapshot(repo / "rendered" / "localhost") == localhost_before
     assert "replicas: 4" in (repo / "rendered/cluster/apps/iris-fastapi/deployment.yaml").read_text()
-    code, _, _ = run_homec("-C", repo, "check")
-    assert code == 0
+    code, _, err = run_homec("-C", repo, "check")
+    assert code == 1
+    assert "stale    rendered/localhost/apps/iris-fastapi/deployment.yaml" in err
 
 
 def test_unknown_scope_is_usage_error(repo: Path) -> None:

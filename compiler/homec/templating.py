@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shlex
 from importlib import resources
 from pathlib import Path
@@ -55,6 +56,33 @@ def json_string(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+_BACKSLASH_OR_QUOTE = re.compile(r"([\\'])")
+
+
+def dockerfile_word(value: Any) -> str:
+    """Quote ``value`` as one word of a Dockerfile ``LABEL`` or ``ENV`` value, read back without expansion.
+
+    Runs of text go in single quotes, where the Docker and Buildah parsers expand no ``$`` and take no
+    escapes. A single quote is written as ``"'"`` and a backslash as ``\\`` outside quotes. The word never
+    ends in a backslash, which would continue the line. An instruction is one line, so control characters
+    (newline, tab and the like) become spaces.
+    """
+    text = _CONTROL_CHARACTERS.sub(" ", str(value))
+    parts: list[str] = []
+    for piece in _BACKSLASH_OR_QUOTE.split(text):
+        if piece == "\\":
+            parts.append("\\\\")
+        elif piece == "'":
+            parts.append('"\'"')
+        elif piece:
+            parts.append(f"'{piece}'")
+    word = "".join(parts)
+    if not word or word.endswith("\\"):
+        word += "''"
+    return word
+
+
 @functools.cache
 def template_environment(user_templates: Path | None) -> jinja2.Environment:
     """Build (once per user folder) the Jinja2 environment with strict undefined values and escaping filters."""
@@ -73,6 +101,7 @@ def template_environment(user_templates: Path | None) -> jinja2.Environment:
         shell_word=shell_word,
         python_string=python_string,
         json_string=json_string,
+        dockerfile_word=dockerfile_word,
     )
     environment.globals["generated"] = GENERATED
     return environment

@@ -20,6 +20,9 @@ from homec.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, HomecError
 
 # Importing these modules registers their commands on ``cli``.
 from homec.cli import core as _core  # noqa: F401  isort: skip
+from homec.cli import training as _training  # noqa: F401  isort: skip
+from homec.cli import serving as _serving  # noqa: F401  isort: skip
+from homec.cli import images as _images  # noqa: F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code if exc.exit_code else EXIT_USAGE
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except Exception:  # noqa: BLE001 - the last line of defence turns a bug into exit 3 and a log
+    except Exception:
         code = _report_bug()
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -7,8 +7,8 @@ Every problem of every file is collected before anything fails, so one run repor
 from __future__ import annotations
 
 import difflib
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 

@@ -155,6 +155,9 @@ class Training(Strict):
 class ModelRef(Strict):
     """The model an app serves: a registered model version or alias, or a run (as the Jenkins job takes)."""
 
+    # A version may also record the run it came from (experiment_id and run_id), as homec promote
+    # writes it. The model URI is then still the version's.
+
     registered_name: (
         Annotated[str, _matching(_MODEL_NAME, "registered model name", "iris-classifier")] | None
     ) = None
@@ -190,6 +193,12 @@ class ModelRef(Strict):
         if (self.run_id is None) != (self.experiment_id is None):
             raise SchemaValueError(
                 "run_id and experiment_id go together", "give both; homec promote --run-id writes both"
+            )
+        if self.alias is not None and self.run_id is not None:
+            # An alias can later point at another version, and the recorded run would then be wrong.
+            raise SchemaValueError(
+                "alias and run_id are both set",
+                "pin version: N to record its run, or remove run_id and experiment_id",
             )
         if (
             self.registered_name is not None
@@ -365,6 +374,9 @@ class ArgoCDSettings(Strict):
 
 class JenkinsSettings(Strict):
     registry_credentials_id: str = Field(default="registry", min_length=1)
+    scm_credentials_id: str | None = Field(
+        default=None, description="Credential id the jobs use to check out a private Git repository."
+    )
     storage_credentials_id: str | None = None
     mlflow_credentials_id: str | None = None
     agent_label: str | None = None

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from homec.render import argocd, kubernetes
+from homec.render import argocd, docker, jenkins, kubernetes, serving
 from homec.render.target import EnvironmentTarget, Target
 
 Files = dict[str, bytes]
@@ -33,10 +33,14 @@ class EnvironmentOutputKind:
 
 
 OUTPUT_KINDS: tuple[OutputKind, ...] = (
+    OutputKind("serving", "context", serving.render_target),
+    OutputKind("docker", "context", docker.render_target),
     OutputKind("kubernetes", "deploy", kubernetes.render_target),
     OutputKind("argocd", "deploy", argocd.render_target),
+    OutputKind("jenkins", "deploy", jenkins.render_target),
 )
 
 ENVIRONMENT_OUTPUT_KINDS: tuple[EnvironmentOutputKind, ...] = (
     EnvironmentOutputKind("argocd-root", argocd.render_root),
+    EnvironmentOutputKind("jenkins-jobs", jenkins.render_jobs),
 )
