@@ -185,3 +185,23 @@ def test_init_refuses_existing_repository(tmp_path: Path) -> None:
     assert code == 2
     assert "already exists" in err
     assert (tmp_path / "apps.yaml").read_text() == "apps: []\n"
+
+
+def test_repository_found_from_subfolder(example_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(example_repo / "environments")
+
+    code, out, err = run_homec("check")
+
+    assert code == 0, err
+    assert out.startswith("ok:")
+
+
+def test_check_before_first_render_says_render(tmp_path: Path) -> None:
+    run_homec("init", tmp_path / "new")
+
+    code, out, err = run_homec("-C", tmp_path / "new", "check")
+
+    assert code == 1
+    assert "rendered/ does not exist yet" in err
+    assert "missing" not in err
+    assert out == ""

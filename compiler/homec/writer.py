@@ -25,7 +25,7 @@ _SET_ASIDE = ".homec-render.old"
 
 @dataclass(frozen=True)
 class Scope:
-    """Which environments and apps a run renders; empty means all."""
+    """Environments and apps that one run renders; empty means all."""
 
     environments: frozenset[str] = frozenset()
     apps: frozenset[str] = frozenset()
@@ -38,7 +38,7 @@ class Scope:
 
 @dataclass
 class Plan:
-    """What a write would change, by repository-relative path."""
+    """Changes that a write would make, by repository-relative path."""
 
     added: dict[str, bytes] = field(default_factory=dict)
     changed: dict[str, bytes] = field(default_factory=dict)
@@ -104,7 +104,7 @@ def plan_write(root: Path, result: RenderResult, scope: Scope = Scope()) -> Plan
 
 
 def apply(root: Path, plan: Plan) -> None:
-    """Write ``plan`` so that the repository holds either the whole old tree or the whole new one."""
+    """Write ``plan`` so that the repository contains either the whole old tree or the whole new one."""
     if plan.is_empty:
         return
     rendered = root / RENDERED_DIR

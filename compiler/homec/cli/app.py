@@ -25,11 +25,20 @@ Exit codes:
     "-C",
     "--repo",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Repository root holding apps.yaml and environments/.",
+    default=None,
+    help="Repository root containing apps.yaml and environments/; goes before the command. "
+    "Default: the nearest folder upward from the current one that has an apps.yaml.",
 )
 @click.pass_context
-def cli(context: click.Context, repo: Path) -> None:
+def cli(context: click.Context, repo: Path | None) -> None:
     """homec: compile apps.yaml into Kubernetes, Argo CD, Jenkins, Docker and serving files."""
-    context.obj = repo.resolve()
+    context.obj = repo.resolve() if repo is not None else find_repository(Path.cwd())
+
+
+def find_repository(start: Path) -> Path:
+    """Return the nearest folder from ``start`` upward that has an apps.yaml, as git finds its top level."""
+    here = start.resolve()
+    for folder in (here, *here.parents):
+        if (folder / "apps.yaml").is_file():
+            return folder
+    return here

@@ -62,6 +62,8 @@ def check(root: Path, environments: tuple[str, ...], apps: tuple[str, ...], onli
         if online:
             _check_online(outcome.project, environments, apps)
         return EXIT_OK
+    if not (root / "rendered").is_dir():
+        raise StaleRenderError("rendered/ does not exist yet", "run homec render and commit the result")
     for path in sorted(plan.added):
         click.echo(f"  missing  {path}", err=True)
     for path in sorted(plan.changed):
@@ -75,7 +77,7 @@ def check(root: Path, environments: tuple[str, ...], apps: tuple[str, ...], onli
         click.echo(f"  extra    {path}", err=True)
     raise StaleRenderError(
         f"rendered/ is stale: {_summary(plan)}",
-        "run homec render and commit the result (homec diff shows the changes)",
+        "run homec render, then git add rendered/ (homec diff shows the changes)",
     )
 
 
@@ -128,6 +130,7 @@ def init(directory: Path) -> int:
     for path in init_repository(directory):
         click.echo(f"created {path}")
     click.echo(
-        f"next: cd {directory} && homec render && git init && git add -A && git commit -m 'Start homec repository'"
+        f"next: cd {directory} && git init && pre-commit install && homec render"
+        " && git add -A && git commit -m 'Start homec repository'"
     )
     return EXIT_OK

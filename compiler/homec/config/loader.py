@@ -24,7 +24,7 @@ KeyPath = tuple[str | int, ...]
 
 @dataclass(frozen=True)
 class Origin:
-    """Where one node was written: the file, its key path there, and 1-based positions."""
+    """Position of one node: the file, its key path there, and 1-based line and column numbers."""
 
     file: str
     path: KeyPath

@@ -18,8 +18,17 @@ from homec.config.diagnose import problems_from_validation
 from homec.config.loader import KeyPath, Origin, SourceMap, format_key_path, load_yaml
 from homec.config.overlay import deep_merge, merge_origins
 from homec.config.quantity import format_decimal, quantity_value
-from homec.config.schema import _DNS_LABEL, AppEntry, AppsFileShape, AppSpec, Environment, Flavor
-from homec.errors import ConfigError, Problem
+from homec.config.schema import (
+    _DNS_LABEL,
+    FLAVOR_MODELS,
+    AppEntry,
+    AppsFileShape,
+    AppSpec,
+    Environment,
+    Flavor,
+)
+from homec.errors import ConfigError, HomecError, Problem
+from homec.signatures import parse_signature, signature_path
 
 APPS_FILE = "apps.yaml"
 ENVIRONMENTS_DIR = "environments"
@@ -32,7 +41,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 @dataclass(frozen=True)
 class Project:
-    """A loaded, validated repository. ``effective`` holds each app per environment after the overlay."""
+    """A loaded, validated repository. ``effective`` contains each app per environment after the overlay."""
 
     root: Path
     environments: dict[str, Environment]
@@ -66,6 +75,8 @@ def load_project(root: Path) -> Project:
     _check_override_targets(raw_apps, environment_names, problems)
     effective = _effective_apps(raw_apps, environments, environment_maps, problems)
     _check_capacity(effective, environments, environment_maps, problems)
+    _check_environment_defaults(environments, environment_maps, problems)
+    _check_signatures(root, raw_apps, effective, problems)
     if problems:
         raise ConfigError(problems)
     return Project(
@@ -360,8 +371,8 @@ def _check_capacity(
         for resource in _RESOURCES:
             if requested[resource] > total[resource]:
                 message = (
-                    f"the apps request {format_decimal(requested[resource])} {resource} in all, "
-                    f"more than the {format_decimal(total[resource])} the nodes have"
+                    f"the apps request {_amount(resource, requested[resource])} {resource} in all, "
+                    f"more than the {_amount(resource, total[resource])} the nodes have"
                 )
                 hint = "lower replicas or requests, or add nodes"
                 problems.append(
@@ -377,6 +388,58 @@ def _check_capacity(
 
 
 _RESOURCES = ("cpu", "memory")
+
+
+def _check_environment_defaults(
+    environments: dict[str, Environment], environment_maps: dict[str, SourceMap], problems: list[Problem]
+) -> None:
+    """Validate each flavor's defaults on their own, so a bad default fails even while every app overrides it."""
+    for env_name, environment in environments.items():
+        for flavor, values in environment.defaults.serving.items():
+            model = FLAVOR_MODELS[flavor]
+            prefix: KeyPath = ("defaults", "serving", flavor)
+            _validate(model, values, environment_maps[env_name].subtree(prefix), problems)
+
+
+def _check_signatures(
+    root: Path,
+    apps: dict[str, _RawApp],
+    effective: dict[tuple[str, str], tuple[AppSpec, SourceMap]],
+    problems: list[Problem],
+) -> None:
+    """Reject a recorded signature that belongs to another model than any the app pins."""
+    for name, raw in apps.items():
+        path = root / signature_path(name)
+        if not path.is_file():
+            continue
+        try:
+            recorded = parse_signature(path.read_bytes(), signature_path(name)).model_uri
+        except HomecError:
+            continue  # the serving renderer reports an unreadable file with its own message
+        pinned = sorted(
+            {spec.model.uri for (_, app), (spec, _) in effective.items() if app == name and spec.model}
+        )
+        if not pinned or recorded in pinned:
+            continue
+        origin = raw.source_map.find(("model",))
+        assert origin is not None
+        message = f"{signature_path(name)} was recorded for {recorded}, but the app pins {', '.join(pinned)}"
+        hint = f"run homec promote {name} with the pinned reference, which records its signature"
+        problems.append(
+            Problem(
+                origin.file, origin.key_line, origin.key_column, format_key_path(origin.path), message, hint
+            )
+        )
+
+
+def _amount(resource: str, value: Decimal) -> str:
+    """Spell a summed request the way a user writes it: cores for cpu, Gi or Mi for memory."""
+    if resource == "cpu":
+        return format_decimal(value)
+    for suffix, factor in (("Gi", 2**30), ("Mi", 2**20)):
+        if value >= factor:
+            return f"{format_decimal(round(value / factor, 1))}{suffix}"
+    return format_decimal(value)
 
 
 def _too_large(source_map: SourceMap, flavor: str, resource: str, settings: Flavor, env_name: str) -> Problem:

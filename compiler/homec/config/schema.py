@@ -289,6 +289,9 @@ class FastAPIServing(Flavor):
     pass
 
 
+FLAVOR_MODELS: dict[str, type[Flavor]] = {"bentoml": BentoMLServing, "fastapi": FastAPIServing}
+
+
 class Serving(Strict):
     bentoml: BentoMLServing | None = None
     fastapi: FastAPIServing | None = None
@@ -380,6 +383,16 @@ class JenkinsSettings(Strict):
     storage_credentials_id: str | None = None
     mlflow_credentials_id: str | None = None
     agent_label: str | None = None
+    homec_requirement: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "pip requirement that the Install homec stage installs, such as "
+            "'homec[ml] @ git+https://git.example.com/homec.git@v0.1.0'. Unset: homec's own checkout, or "
+            "homec[ml]==<rendering version> from the package index, plus for BentoML jobs the extra of a gs:// or "
+            "s3:// artifact root."
+        ),
+    )
 
 
 class ImageRepositories(Strict):

@@ -19,7 +19,7 @@ RENDERED_DIR = "rendered"
 
 @dataclass(frozen=True)
 class Owner:
-    """Which environment and app a rendered file belongs to; ``app`` is empty for environment-wide files."""
+    """Environment and app that a rendered file belongs to; ``app`` is empty for environment-wide files."""
 
     environment: str
     app: str = ""
