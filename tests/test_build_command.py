@@ -120,6 +120,43 @@ def test_tag_with_run_selection(example_repo: Path) -> None:
     assert blank == pinned
 
 
+def version_pin_with_run(root: Path) -> None:
+    """Pin a registered version with the run it came from, as ``homec promote --run-id`` writes it."""
+    replace_in(
+        root / "apps.yaml",
+        "      registered_name: iris-classifier\n      alias: champion\n",
+        f'      registered_name: iris-classifier\n      version: 3\n      experiment_id: "1"\n      run_id: {RUN_ID}\n',
+    )
+
+
+def test_tag_with_pinned_run_of_version(example_repo: Path) -> None:
+    version_pin_with_run(example_repo)
+    render(example_repo)
+    rendered = manifest_tag(example_repo, "cluster", "iris-bentoml")
+    selection = ["iris", "--flavor", "bentoml", "--env", "cluster"]
+
+    code, out, err = run_homec(
+        "-C", example_repo, "image-tag", *selection, "--experiment-id", "1", "--run-id", RUN_ID
+    )
+    other_code, other_out, other_err = run_homec(
+        "-C", example_repo, "image-tag", *selection, "--experiment-id", "1", "--run-id", "f" * 32
+    )
+    image = build_command.resolve_image(
+        build_command.ImageOptions(example_repo, "iris", "bentoml", "cluster", "1", RUN_ID)
+    )
+
+    assert code == 0, err
+    assert out.strip() == rendered
+    assert out.strip() == jenkinsfile_tag(example_repo, "cluster", "iris-bentoml")
+    assert err == ""
+    assert image.target.model.uri == "models:/iris-classifier/3"
+    assert other_code == 0, other_err
+    assert other_out.strip() != rendered
+    assert f"packs runs:/{'f' * 32}/model" in other_err
+    assert "not the model in apps.yaml, models:/iris-classifier/3" in other_err
+    assert rendered in other_err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
+from homec.config.project import load_project
+from homec.render import targets_of
+from homec.render.jenkins import homec_extras
 from tests.conftest import copy_example, run_homec
 from tests.support.hostile import HOSTILE, write_hostile_project
 from tests.support.validators import compile_groovy, format_problems, groovy_call_trees, require_tool
@@ -37,14 +40,26 @@ def render(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Rendered copies of the golden input, the example repository and the hostile project."""
+    """Rendered copies of the golden input, the example repository and the hostile project, and a copy of
+    the golden input whose iris app pins a registered version with the run it came from."""
     base = tmp_path_factory.mktemp("jenkins")
     golden = base / "golden"
     shutil.copytree(GOLDEN_INPUT, golden)
+    version_pin = base / "version-pin"
+    shutil.copytree(GOLDEN_INPUT, version_pin)
+    apps = version_pin / "apps.yaml"
+    pinned_run = '      experiment_id: "1"\n'
+    assert pinned_run in apps.read_text()
+    apps.write_text(
+        apps.read_text().replace(
+            pinned_run, f"      registered_name: iris-classifier\n      version: 3\n{pinned_run}"
+        )
+    )
     roots = {
         "golden": golden,
         "example": copy_example(base / "example"),
         "hostile": write_hostile_project(base / "hostile"),
+        "version-pin": version_pin,
     }
     for root in roots.values():
         render(root)
@@ -184,7 +199,7 @@ def test_groovy_compiler_parses_every_file(projects: dict[str, Path]) -> None:
 
     problems = compile_groovy(paths)
 
-    assert len(paths) == 16, paths
+    assert len(paths) == 23, paths
     assert problems == [], format_problems(problems)
 
 
@@ -283,12 +298,114 @@ def test_fastapi_stages_take_no_model_options(
 
 
 def test_install_script_is_valid_shell(projects: dict[str, Path], trees: dict[str, dict[str, Any]]) -> None:
-    found = stages(pipeline(trees, jenkinsfile(projects["golden"], "cluster", "iris-bentoml")))
-    (install,) = shell_scripts(found["Install homec"])
+    for project in ("golden", "hostile"):
+        root = projects[project]
+        for path in sorted((root / "rendered").glob("*/jenkins/*.Jenkinsfile")):
+            (install,) = shell_scripts(stages(pipeline(trees, path))["Install homec"])
 
-    result = subprocess.run(["sh", "-n", "-c", install], capture_output=True, text=True)
+            result = subprocess.run(["sh", "-n", "-c", install], capture_output=True, text=True)
+
+            assert result.returncode == 0, (path, result.stderr)
+
+
+def test_install_extras_follow_artifact_root(
+    projects: dict[str, Path], trees: dict[str, dict[str, Any]]
+) -> None:
+    root = projects["golden"]
+    bentoml = pipeline(trees, jenkinsfile(root, "cluster", "iris-bentoml"))
+    fastapi = pipeline(trees, jenkinsfile(root, "cluster", "iris-fastapi"))
+    (install,) = shell_scripts(stages(bentoml)["Install homec"])
+
+    assert environment(bentoml)["HOMEC_EXTRAS"] == "ml,gcs"
+    assert environment(fastapi)["HOMEC_EXTRAS"] == "ml"
+    assert "HOMEC_REQUIREMENT" not in environment(bentoml)
+    assert '"$HOMEC_VENV/bin/pip" install --quiet ".[$HOMEC_EXTRAS]"' in install
+    assert '"$HOMEC_VENV/bin/pip" install --quiet "homec[$HOMEC_EXTRAS]==$HOMEC_VERSION"' in install
+    assert "HOMEC_REQUIREMENT" not in install
+
+
+@pytest.mark.parametrize(
+    ("artifact_root", "extras"), [("s3://bucket/mlflow", "ml,s3"), ("/nas/mlflow", "ml")]
+)
+def test_install_extras_for_other_roots(tmp_path: Path, artifact_root: str, extras: str) -> None:
+    root = tmp_path / "project"
+    shutil.copytree(GOLDEN_INPUT, root)
+    cluster = root / "environments/cluster.yaml"
+    cluster.write_text(cluster.read_text().replace("gs://home-mlops-storage", artifact_root))
+    project = load_project(root)
+
+    extras_by_target = {target.name: homec_extras(target) for target in targets_of(project, "cluster")}
+
+    assert extras_by_target["iris-bentoml"] == extras
+    assert extras_by_target["iris-fastapi"] == "ml"
+
+
+def test_install_uses_homec_requirement(projects: dict[str, Path], trees: dict[str, dict[str, Any]]) -> None:
+    root = projects["hostile"]
+    for target in ("iris-bentoml", "iris-fastapi"):
+        pipeline_body = pipeline(trees, jenkinsfile(root, "hostile", target))
+        (install,) = shell_scripts(stages(pipeline_body)["Install homec"])
+        pip_lines = [line.strip() for line in install.splitlines() if "/bin/pip" in line]
+
+        assert environment(pipeline_body)["HOMEC_REQUIREMENT"] == HOSTILE["homec_requirement"]
+        assert pip_lines == ['"$HOMEC_VENV/bin/pip" install --quiet "$HOMEC_REQUIREMENT"']
+
+
+def test_install_stage_installs_requirement(
+    projects: dict[str, Path], trees: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Run the Install homec stage with python3 -m venv and pip replaced by stubs that record their arguments."""
+    root = projects["hostile"]
+    pipeline_body = pipeline(trees, jenkinsfile(root, "hostile", "iris-bentoml"))
+    (install,) = shell_scripts(stages(pipeline_body)["Install homec"])
+    venv_bin = tmp_path / "venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    recorded = tmp_path / "pip-arguments"
+    stubs = {
+        "python": "#!/bin/sh\nexit 0\n",
+        "pip": f'#!/bin/sh\nfor argument in "$@"; do printf "%s\\0" "$argument"; done > {recorded}\n',
+        "homec": "#!/bin/sh\necho homec 0\n",
+    }
+    for name, text in stubs.items():
+        (venv_bin / name).write_text(text, encoding="utf-8")
+        (venv_bin / name).chmod(0o755)
+    marker = tmp_path / "pwned"
+    env = stage_environment(pipeline_body, tmp_path / "venv", HOMEC_REQUIREMENT=f"homec $(touch {marker})")
+
+    result = run_stage(install, tmp_path, env)
 
     assert result.returncode == 0, result.stderr
+    assert recorded.read_bytes().split(b"\0")[:-1] == [
+        b"install",
+        b"--quiet",
+        f"homec $(touch {marker})".encode(),
+    ]
+    assert not marker.exists()
+
+
+def test_version_pin_defaults_give_rendered_tag(
+    projects: dict[str, Path], trees: dict[str, dict[str, Any]], stage_shell: Path
+) -> None:
+    root = projects["version-pin"]
+    pipeline_body = pipeline(trees, jenkinsfile(root, "cluster", "iris-bentoml"))
+    defaults = {name: default for name, default, _ in parameters(pipeline_body)}
+    env = stage_environment(pipeline_body, stage_shell)
+
+    tag = run_stage(shell_scripts(stages(pipeline_body)["Resolve tag"])[0], root, env)
+    code, direct, direct_err = run_homec(
+        "-C", root, "image-tag", "iris", "--flavor", "bentoml", "--env", "cluster",
+        "--experiment-id", defaults["EXPERIMENT_ID"], "--run-id", defaults["RUN_ID"],
+    )  # fmt: skip
+
+    assert defaults["EXPERIMENT_ID"] == "1"
+    assert defaults["RUN_ID"] == "0123456789abcdef0123456789abcdef"
+    assert tag.returncode == 0, tag.stderr
+    assert deployment_image(root, "cluster", "iris-bentoml").endswith(":" + tag.stdout.strip())
+    assert tag.stdout.strip() == env["HOMEC_RENDERED_IMAGE_TAG"]
+    assert tag.stderr == ""
+    assert code == 0, direct_err
+    assert direct.strip() == tag.stdout.strip()
+    assert direct_err == ""
 
 
 def test_rendered_tag_matches_deployment(projects: dict[str, Path], trees: dict[str, dict[str, Any]]) -> None:

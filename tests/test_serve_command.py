@@ -5,10 +5,11 @@ The servers here are small Python processes; the integration tests run the real 
 
 from __future__ import annotations
 
-import collections
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +18,16 @@ from homec.commands.serve import (
     SERVE_DIR,
     ServeOptions,
     Service,
+    check_port,
+    follow_output,
     serve_target,
     server_environment,
     stop,
     wait_ready,
     write_context,
 )
-from homec.errors import ExternalToolError, UsageError
-from homec.tracking_store import EMBEDDED_DATABASE
+from homec.errors import EXIT_INVALID, EXIT_USAGE, ExternalToolError, UsageError
+from homec.tracking_store import EMBEDDED_DATABASE, sqlite_uri
 from tests.conftest import run_homec
 
 
@@ -108,7 +111,7 @@ def fake_service(example_repo: Path, tmp_path: Path, code: str) -> Service:
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
     service = Service(target, tmp_path, "http://127.0.0.1:9", {"rows": []}, process, tmp_path / "server.log")
-    service.tail = collections.deque(["first line\n", "last line\n"])
+    service.tail.extend(["first line\n", "last line\n"])
     return service
 
 
@@ -196,3 +199,146 @@ def test_cli_help_lists_options() -> None:
     assert code == 0
     for option in ("--flavor", "--env", "--port", "--host", "--ready-timeout"):
         assert option in out
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that a listening socket of this test holds."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        yield int(listener.getsockname()[1])
+
+
+def test_check_port_rejects_busy_port(busy_port: int) -> None:
+    with pytest.raises(UsageError) as raised:
+        check_port("127.0.0.1", busy_port)
+
+    assert raised.value.message == f"port {busy_port} is already in use on 127.0.0.1"
+    assert "choose another port with --port" in raised.value.hint
+
+
+def test_check_port_accepts_free_port() -> None:
+    check_port("127.0.0.1", free_port())
+
+
+def test_cli_rejects_busy_port_before_start(example_repo: Path, busy_port: int) -> None:
+    started = time.monotonic()
+    code, _, err = run_homec(
+        "-C", example_repo, "serve", "iris", "--flavor", "fastapi", "--port", busy_port, "--ready-timeout", 5
+    )
+    seconds = time.monotonic() - started
+
+    assert code == EXIT_USAGE, err
+    assert f"port {busy_port} is already in use" in err
+    assert "--port" in err
+    assert "starting" not in err
+    assert seconds < 5
+    assert not (example_repo / SERVE_DIR).exists()
+    assert not (example_repo / EMBEDDED_DATABASE).exists()
+
+
+def test_cli_reports_model_without_store(example_repo: Path) -> None:
+    started = time.monotonic()
+    code, _, err = run_homec(
+        "-C",
+        example_repo,
+        "serve",
+        "iris",
+        "--flavor",
+        "fastapi",
+        "--port",
+        free_port(),
+        "--ready-timeout",
+        5,
+    )
+    seconds = time.monotonic() - started
+
+    assert code == EXIT_INVALID, err
+    assert "model models:/iris-classifier@champion not found" in err
+    assert "hint: run homec train iris, then homec promote iris --run-id RUN" in err
+    assert "starting" not in err
+    assert seconds < 5
+    assert not (example_repo / EMBEDDED_DATABASE).exists()
+    assert not (example_repo / SERVE_DIR).exists()
+
+
+def test_cli_reports_unregistered_model(example_repo: Path) -> None:
+    from mlflow import MlflowClient
+
+    database = example_repo / EMBEDDED_DATABASE
+    database.parent.mkdir(parents=True)
+    MlflowClient(sqlite_uri(database)).search_experiments()
+
+    code, _, err = run_homec(
+        "-C",
+        example_repo,
+        "serve",
+        "iris",
+        "--flavor",
+        "fastapi",
+        "--port",
+        free_port(),
+        "--ready-timeout",
+        5,
+    )
+
+    assert code == EXIT_INVALID, err
+    assert "model models:/iris-classifier@champion not found: registered model 'iris-classifier'" in err
+    assert "hint: run homec train iris, then homec promote iris --run-id RUN" in err
+    assert "starting" not in err
+    assert not (example_repo / SERVE_DIR).exists()
+
+
+def test_failed_start_shows_output_once(
+    example_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = "for number in range(1, 101): print(f'line {number:03d}')\nraise SystemExit(3)"
+    service = fake_service(example_repo, tmp_path, code)
+    service.tail.clear()
+    follow_output(service)
+
+    with pytest.raises(ExternalToolError) as raised:
+        wait_ready(service, timeout=30)
+    printed = capsys.readouterr().err + raised.value.format()
+
+    assert printed.count("line 100") == 1
+    assert "line 061" in printed
+    assert "line 060" not in printed
+    assert f"--- last lines of {service.log_path} ---" in raised.value.message
+    assert str(service.log_path) in raised.value.hint
+    assert service.log_path.read_text(encoding="utf-8").count("\n") == 100
+
+
+def test_output_after_ready_goes_to_stderr(
+    example_repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    go = tmp_path / "go"
+    code = (
+        "import os, time\n"
+        "print('before ready', flush=True)\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+        "print('after ready', flush=True)\n"
+    )
+    service = fake_service(example_repo, tmp_path, code)
+    service.tail.clear()
+    thread = follow_output(service)
+    deadline = time.monotonic() + 10
+    while not service.tail and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    service.echo_output()
+    go.touch()
+    service.process.wait()
+    thread.join(10)
+    failure = service.failure("the server exited with code 0", "read the output")
+
+    assert capsys.readouterr().err == "after ready\n"
+    assert failure.message == "the server exited with code 0"
+    assert service.log_path.read_text(encoding="utf-8") == "before ready\nafter ready\n"

@@ -35,6 +35,10 @@ class ModelReferenceError(HomecError):
     """A model reference does not resolve on the tracking store, or the model lacks what serving needs."""
 
 
+class ModelNotFoundError(ModelReferenceError):
+    """The tracking store has no registered model, alias, version or run that a model reference names."""
+
+
 @dataclass(frozen=True)
 class Experiment:
     experiment_id: str
@@ -353,7 +357,7 @@ def _signature(store: TrackingStore, storage_uri: str, where: str) -> dict[str, 
 def fetch_or_raise(
     call: Any, message: str, hint: str, also_not_found: frozenset[str] | set[str] = frozenset()
 ) -> Any:
-    """Return ``call()``; raise ``ModelReferenceError(message, hint)`` when MLflow reports it not found.
+    """Return ``call()``; raise ``ModelNotFoundError(message, hint)`` when MLflow reports it not found.
 
     Other MLflow errors become ``ExternalToolError``; any other exception propagates unchanged.
     ``also_not_found`` adds error codes that mean "not found" for this call.
@@ -365,7 +369,7 @@ def fetch_or_raise(
         if code is None:
             raise
         if code in _NOT_FOUND or code in also_not_found:
-            raise ModelReferenceError(message, hint) from None
+            raise ModelNotFoundError(message, hint) from None
         raise ExternalToolError(f"MLflow failed: {_first_line(exc)}") from exc
 
 

@@ -100,6 +100,8 @@ def plan_write(root: Path, result: RenderResult, scope: Scope = Scope()) -> Plan
     list_path = root / OWNED_LIST
     if not list_path.is_file() or list_path.read_bytes() != owned_bytes:
         (plan.changed if list_path.is_file() else plan.added)[OWNED_LIST] = owned_bytes
+    else:
+        plan.unchanged += 1
     return plan
 
 

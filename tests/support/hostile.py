@@ -27,6 +27,7 @@ HOSTILE = {
     "storage_credentials_id": f"storage {_PAYLOAD}",
     "mlflow_credentials_id": f"mlflow {_PAYLOAD}",
     "agent_label": f"label {_PAYLOAD}",
+    "homec_requirement": f"homec[ml] @ git+https://git.example.com/{_PAYLOAD}",
     "artifact_root": f"gs://bucket/{_PAYLOAD}",
     "tracking_uri": f"http://mlflow.example/{_PAYLOAD}",
 }
@@ -66,7 +67,8 @@ def write_hostile_project(root: Path) -> Path:
         f"  registry_credentials_id: {value['registry_credentials_id']}\n"
         f"  storage_credentials_id: {value['storage_credentials_id']}\n"
         f"  mlflow_credentials_id: {value['mlflow_credentials_id']}\n"
-        f"  agent_label: {value['agent_label']}\n",
+        f"  agent_label: {value['agent_label']}\n"
+        f"  homec_requirement: {value['homec_requirement']}\n",
         encoding="utf-8",
     )
     return root

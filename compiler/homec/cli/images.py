@@ -67,8 +67,9 @@ def image_tag(
     click.echo(image.tag)
     if image.tag != image.rendered_tag:
         click.echo(
-            f"note: the rendered manifests name tag {image.rendered_tag}; this one differs because the run "
-            "selected by --experiment-id and --run-id is not the model in apps.yaml",
+            f"note: the rendered manifests name tag {image.rendered_tag}; this one differs because it packs "
+            f"{image.target.model.uri} (selected by --experiment-id and --run-id), not the model in apps.yaml, "
+            f"{image.rendered_model_uri}",
             err=True,
         )
     return EXIT_OK

@@ -57,15 +57,21 @@ def serve(
 ) -> int:
     """Run APP's service locally against the model apps.yaml pins, until Ctrl-C.
 
-    The service is rendered as homec render would render it; BentoML builds the bento first. Once the
-    model is loaded, the URL and an example request are printed. Server output goes to standard error
-    and to .homec/serve/<env>/<app>-<flavor>.log.
+    The port and the pinned model are checked first. The service is rendered as homec render would
+    render it; BentoML builds the bento first. Once the model is loaded, the URL and an example request
+    are printed. Server output goes to .homec/serve/<env>/<app>-<flavor>.log, and to standard error
+    once the server is ready; a failed start shows its last lines.
     """
     options = serve_command.ServeOptions(root, app, flavor, environment, host, port, ready_timeout)
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    service = serve_command.start(options, progress=lambda message: click.echo(message, err=True))
+    try:
+        service = serve_command.start(options, progress=lambda message: click.echo(message, err=True))
+    except BaseException:
+        signal.signal(signal.SIGTERM, previous)
+        raise
     try:
         seconds = serve_command.wait_ready(service, ready_timeout)
+        service.echo_output()
         click.echo(f"ready after {seconds:.1f} s: {service.url}")
         click.echo(
             f"API documentation: {service.url}{'/docs' if service.target.flavor == 'fastapi' else '/'}"
@@ -77,7 +83,8 @@ def serve(
         click.echo("press Ctrl-C to stop")
         exit_code = service.process.wait()
         raise service.failure(
-            f"the server exited with code {exit_code}", f"read the server output in {service.log_path}"
+            f"the server exited with code {exit_code}",
+            f"read the server output above or in {service.log_path}",
         )
     except KeyboardInterrupt:
         stopped = serve_command.stop(service)

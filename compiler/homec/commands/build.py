@@ -84,6 +84,8 @@ class ResolvedImage:
     context: Files
     repository: str
     rendered_tag: str
+    # The model URI from apps.yaml, which the rendered manifests and tag use.
+    rendered_model_uri: str
 
     @property
     def tag(self) -> str:
@@ -111,12 +113,13 @@ def resolve_image(options: ImageOptions) -> ResolvedImage:
     env_name = _environment_name(project, options)
     target = _find_target(project, env_name, options)
     rendered_tag = with_image_tag(target)[0].image_tag
+    rendered_model_uri = target.model.uri
     model = _model_override(target, options)
     if model is not None:
         target = dataclasses.replace(target, app=target.app.model_copy(update={"model": model}))
     tagged, context = with_image_tag(target)
     repository = _image_repository(options.image_repository) or tagged.image_repository
-    return ResolvedImage(tagged, context, repository, rendered_tag)
+    return ResolvedImage(tagged, context, repository, rendered_tag, rendered_model_uri)
 
 
 def _image_repository(value: str | None) -> str | None:
@@ -166,7 +169,10 @@ def _optional(value: str | None) -> str | None:
 
 
 def _model_override(target: Target, options: ImageOptions) -> ModelRef | None:
-    """Return the run reference that ``--experiment-id`` and ``--run-id`` select, or ``None``."""
+    """Return the run reference that ``--experiment-id`` and ``--run-id`` select.
+
+    Return ``None`` when they select nothing or the run that apps.yaml records.
+    """
     experiment_id = _optional(options.experiment_id)
     run_id = _optional(options.run_id)
     if experiment_id is None and run_id is None:
@@ -177,12 +183,21 @@ def _model_override(target: Target, options: ImageOptions) -> ModelRef | None:
             "a FastAPI image loads the model named by MODEL_URI when it starts",
         )
     try:
-        return ModelRef(experiment_id=experiment_id, run_id=run_id, artifact_path=target.model.artifact_path)
+        selected = ModelRef(
+            experiment_id=experiment_id, run_id=run_id, artifact_path=target.model.artifact_path
+        )
     except ValidationError as exc:
         reasons = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
         raise UsageError(
             f"invalid model selection: {reasons}", "give both --experiment-id and --run-id"
         ) from None
+    pinned = target.model
+    if (selected.experiment_id, selected.run_id) == (pinned.experiment_id, pinned.run_id):
+        # The run recorded in apps.yaml, which the Jenkins job passes by default. When apps.yaml pins a
+        # version with the run it came from, the image must keep the version's models:/ URI, or its tag
+        # would differ from the rendered one.
+        return None
+    return selected
 
 
 # --- build context --------------------------------------------------------------------------------

@@ -8,19 +8,25 @@ every part of the path). So its build folder and a private model store (``BENTOM
 temporary folder, which is removed when the server stops. There the model is imported, ``bentoml build``
 builds the bento and ``bentoml serve`` serves it.
 
+Before anything is written or built, the port is checked with a test bind, and the pinned model is
+resolved on the environment's tracking store, so that a busy port or a missing model fails at once.
+
 The server is a child process in its own process group, so that stopping it stops its workers too. Its
-output goes to standard error and to ``.homec/serve/<env>/<app>-<flavor>.log``.
+output goes to ``.homec/serve/<env>/<app>-<flavor>.log``, and to standard error once the server is ready.
+A failed start shows the last lines of that output once, in the error message.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import json
 import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +41,7 @@ from typing import IO, Any
 
 from homec.commands.render import RenderOptions, prepare
 from homec.errors import ExternalToolError, UsageError
+from homec.mlflow_client import ModelNotFoundError, ModelReferenceError, open_client, resolve_model
 from homec.render import RENDERED_DIR, targets_of
 from homec.render.kubernetes import TELEMETRY_OFF
 from homec.render.serving import model_tag, service_types, start_command
@@ -46,6 +53,9 @@ SERVE_DIR = ".homec/serve"
 STOP_GRACE_SECONDS = 15.0
 # Lines of the server's output kept to explain a failed start.
 _LOG_TAIL_LINES = 40
+# Seconds to wait for the rest of an exited server's output before reporting the failure. Workers that
+# outlive the server keep the pipe open, so the wait has a limit.
+_OUTPUT_DRAIN_SECONDS = 2.0
 
 Progress = Callable[[str], None]
 
@@ -73,7 +83,13 @@ class Service:
     log_path: Path
     # A temporary folder that ``stop`` removes, or ``None``.
     scratch: Path | None = None
+    # The last lines of server output that were not copied to standard error. A failure message shows them.
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_LOG_TAIL_LINES))
+    # Whether new server output is copied to standard error. ``echo_output`` turns it on.
+    echo: bool = False
+    output_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The thread that ``follow_output`` started, or ``None``.
+    output_thread: threading.Thread | None = None
     # Set once the model's own input example was looked up; ``example_note`` explains why it is not used.
     example_looked_up: threading.Event = field(default_factory=threading.Event)
     example_note: str = ""
@@ -83,8 +99,18 @@ class Service:
         body = json.dumps(self.example_request)
         return f"curl -X POST {self.url}/predict -H 'Content-Type: application/json' -d {shlex.quote(body)}"
 
+    def echo_output(self) -> None:
+        """Copy new server output to standard error from now on. The output so far stays in the log file."""
+        with self.output_lock:
+            self.echo = True
+            self.tail.clear()
+
     def failure(self, message: str, hint: str) -> ExternalToolError:
-        lines = "".join(self.tail).rstrip()
+        """Return an error with ``message`` and the last server output not yet shown on standard error."""
+        if self.output_thread is not None and self.process.poll() is not None:
+            self.output_thread.join(_OUTPUT_DRAIN_SECONDS)
+        with self.output_lock:
+            lines = "".join(self.tail).rstrip()
         detail = f"{message}\n--- last lines of {self.log_path} ---\n{lines}" if lines else message
         return ExternalToolError(detail, hint)
 
@@ -231,16 +257,20 @@ class _Launch:
 
 
 def start(options: ServeOptions, progress: Progress) -> Service:
-    """Prepare the build folder (and bento) of the requested target and start its server."""
+    """Check the port and the pinned model, prepare the build folder (and bento), and start the server."""
     chosen = serve_target(options)
     target = chosen.target
     port = options.port or target.port
+    check_port(options.host, port)
+    check_model(options.root, target, progress)
     if target.flavor == "bentoml":
         launch = _prepare_bentoml(options, chosen, port, progress)
     else:
         launch = _prepare_fastapi(options, chosen, port)
 
+    log = log_path(options.root, target)
     progress(f"starting {' '.join(launch.command)} in {launch.folder}")
+    progress(f"server output goes to {log} until the server is ready")
     try:
         process = subprocess.Popen(
             launch.command,
@@ -257,10 +287,8 @@ def start(options: ServeOptions, progress: Progress) -> Service:
 
     url = f"http://{_url_host(options.host)}:{port}"
     types = service_types(target)
-    log = log_path(options.root, target)
     service = Service(target, launch.folder, url, types.example_request(), process, log, launch.scratch)
-    assert process.stdout is not None
-    threading.Thread(target=_pump, args=(process.stdout, service), daemon=True).start()
+    follow_output(service)
 
     if types.kind == "tensors":
         service.example_note = "the model takes tensors, so the example request uses placeholder values"
@@ -270,6 +298,60 @@ def start(options: ServeOptions, progress: Progress) -> Service:
         arguments = (service, launch.env["MLFLOW_TRACKING_URI"], columns)
         threading.Thread(target=_look_up_example, args=arguments, daemon=True).start()
     return service
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise ``UsageError`` unless a server can listen on ``host`` and ``port``, tested with a bind.
+
+    The test binds as ``uvicorn.Config.bind_socket`` does (uvicorn 0.55): IPv6 for a host with a colon,
+    else IPv4, with ``SO_REUSEADDR``, so a port with only closing connections (TIME_WAIT) counts as free.
+    NOTE: another process can still take the port between this test and the server's own bind.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+            probe.listen(1)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(
+                    f"port {port} is already in use on {host}",
+                    "stop the process that listens on it, or choose another port with --port",
+                ) from None
+            raise UsageError(
+                f"cannot listen on {host} port {port}: {exc.strerror or exc}",
+                "choose another address with --host or another port with --port",
+            ) from None
+
+
+def check_model(root: Path, target: Target, progress: Progress) -> None:
+    """Resolve the model the target pins on its environment's tracking store, as homec check --online does.
+
+    Raises ``ModelNotFoundError`` when the store lacks the model, and ``ModelReferenceError`` when the
+    model does not fit the reference. A SQLite store whose database file does not exist has no model, and
+    this check does not create the file.
+    """
+    store = resolve_store(root, target.env_name, target.environment)
+    uri = target.model.uri
+    app = target.app.name
+    env_option = "" if target.env_name == DEFAULT_ENVIRONMENT else f" --env {target.env_name}"
+    hint = f"run homec train {app}{env_option}, then homec promote {app}{env_option} --run-id RUN"
+
+    database = store.sqlite_path
+    if database is not None and not database.is_file():
+        raise ModelNotFoundError(
+            f"model {uri} not found: environment {target.env_name!r} has no MLflow store at {database} yet",
+            hint,
+        )
+    progress(f"looking up model {uri} on {store.describe()}")
+    client = open_client(store)
+    try:
+        resolve_model(client, store, target.model, app)
+    except ModelNotFoundError as exc:
+        raise ModelNotFoundError(f"model {uri} not found: {exc.message}", hint) from None
+    except ModelReferenceError as exc:
+        raise ModelReferenceError(f"model {uri} cannot be served: {exc.message}", exc.hint) from None
 
 
 def _prepare_fastapi(options: ServeOptions, chosen: ServeTarget, port: int) -> _Launch:
@@ -351,17 +433,30 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def follow_output(service: Service) -> threading.Thread:
+    """Start a thread that copies the server's output to its log file, and return the thread."""
+    stream = service.process.stdout
+    assert stream is not None, "the server's output must be a pipe"
+    thread = threading.Thread(target=_pump, args=(stream, service), daemon=True)
+    service.output_thread = thread
+    thread.start()
+    return thread
+
+
 def _pump(stream: IO[bytes], service: Service) -> None:
-    """Copy the server's output to standard error and the log file, keeping the last lines."""
+    """Copy the server's output to the log file, and either to standard error or to the kept last lines."""
     service.log_path.parent.mkdir(parents=True, exist_ok=True)
     with service.log_path.open("w", encoding="utf-8") as log:
         for raw in iter(stream.readline, b""):
             line = raw.decode("utf-8", errors="replace")
-            service.tail.append(line)
             log.write(line)
             log.flush()
-            sys.stderr.write(line)
-            sys.stderr.flush()
+            with service.output_lock:
+                if service.echo:
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+                else:
+                    service.tail.append(line)
 
 
 def wait_ready(service: Service, timeout: float) -> float:
@@ -376,7 +471,7 @@ def wait_ready(service: Service, timeout: float) -> float:
         if code is not None:
             raise service.failure(
                 f"the {service.target.flavor} server exited with code {code} before it was ready",
-                f"read the server output above or in {service.log_path}",
+                f"read the whole server output in {service.log_path}",
             )
         if _status(url) == 200:
             return time.monotonic() - started

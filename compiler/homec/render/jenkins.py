@@ -34,6 +34,10 @@ RUN_ID = "RUN_ID"
 STORAGE_ROOT = "STORAGE_ROOT"
 IMAGE_REPOSITORY = {"bentoml": "BENTOML_IMAGE_REPOSITORY", "fastapi": "FASTAPI_IMAGE_REPOSITORY"}
 
+# Extras of homec, by the scheme of the environment's artifact root, that a BentoML job's Install homec
+# stage adds, because MLflow reads gs:// and s3:// storage only with these client libraries installed.
+STORAGE_EXTRAS = {"gs://": "gcs", "s3://": "s3"}
+
 # Environment variables that the Push stage binds the registry credential to; ``homec push`` reads them.
 REGISTRY_USERNAME_VARIABLE = "HOMEC_REGISTRY_USERNAME"
 REGISTRY_PASSWORD_VARIABLE = "HOMEC_REGISTRY_PASSWORD"
@@ -183,18 +187,36 @@ def push_credentials(target: Target) -> CredentialBinding:
     )
 
 
+def homec_extras(target: Target) -> str:
+    """Return the comma-separated extras of homec that the Install homec stage installs by default."""
+    extras = ["ml"]
+    root = target.environment.mlflow.artifact_root or ""
+    if target.flavor == "bentoml":
+        extras.extend(extra for scheme, extra in STORAGE_EXTRAS.items() if root.startswith(scheme))
+    return ",".join(extras)
+
+
 def pipeline_environment(target: Target) -> dict[str, str]:
-    """Return the pipeline's ``environment`` block; the rendered tag is there for people and for checks."""
-    return {
+    """Return the pipeline's ``environment`` block; the rendered tag is there for people and for checks.
+
+    ``HOMEC_REQUIREMENT`` is there only when the environment sets ``jenkins.homec_requirement``, and
+    the Install homec stage then installs exactly that requirement.
+    """
+    variables = {
         "HOMEC_ENV": target.env_name,
         "HOMEC_FLAVOR": target.flavor,
         "HOMEC_VERSION": __version__,
+        "HOMEC_EXTRAS": homec_extras(target),
         "HOMEC_RENDERED_IMAGE_TAG": target.image_tag,
         "HOMEC_VENV": PIPELINE_VENV,
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
         "BENTOML_DO_NOT_TRACK": "true",
     }
+    requirement = target.environment.jenkins.homec_requirement
+    if requirement is not None:
+        variables["HOMEC_REQUIREMENT"] = requirement
+    return variables
 
 
 def model_options(target: Target) -> tuple[tuple[str, str], ...]:
@@ -213,6 +235,7 @@ def render_target(target: Target) -> dict[str, bytes]:
         flavor=target.flavor,
         agent_label=target.environment.jenkins.agent_label,
         environment=pipeline_environment(target),
+        homec_requirement=target.environment.jenkins.homec_requirement is not None,
         model_options=model_options(target),
         storage_root=STORAGE_ROOT if target.flavor == "bentoml" else None,
         image_repository=IMAGE_REPOSITORY[target.flavor],
