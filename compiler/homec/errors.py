@@ -58,7 +58,7 @@ class ConfigError(HomecError):
         super().__init__(f"{len(self.problems)} {noun} in the configuration")
 
     def format(self) -> str:
-        # Every problem starts with "error: " (the CLI adds the first), so each one stands out in a long report.
+        # Every problem starts with "error: " (the CLI adds the first), so each is easy to find in a long report.
         lines = [problem.format() for problem in self.problems]
         lines.append(f"{self.message}; nothing was written.")
         return "\nerror: ".join(lines[:-1]) + "\n" + lines[-1]

@@ -1,4 +1,4 @@
-"""What an output kind renders from: one app flavor in one environment, or one whole environment."""
+"""Inputs of the output kinds: one app flavor in one environment, or one whole environment."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from homec.config.project import Project
 from homec.config.schema import DEFAULT_PORTS, AppSpec, Environment, Flavor, ModelRef
 
-# Probe paths every generated service answers; readiness passes only once the model is loaded.
+# Probe paths that every generated service serves; readiness passes only once the model is loaded.
 READINESS_PATH = "/readyz"
 LIVENESS_PATH = "/livez"
 METRICS_PATH = "/metrics"
