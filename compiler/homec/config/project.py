@@ -27,8 +27,7 @@ from homec.config.schema import (
     Environment,
     Flavor,
 )
-from homec.errors import ConfigError, HomecError, Problem
-from homec.signatures import parse_signature, signature_path
+from homec.errors import ConfigError, Problem
 
 APPS_FILE = "apps.yaml"
 ENVIRONMENTS_DIR = "environments"
@@ -76,7 +75,6 @@ def load_project(root: Path) -> Project:
     effective = _effective_apps(raw_apps, environments, environment_maps, problems)
     _check_capacity(effective, environments, environment_maps, problems)
     _check_environment_defaults(environments, environment_maps, problems)
-    _check_signatures(root, raw_apps, effective, problems)
     if problems:
         raise ConfigError(problems)
     return Project(
@@ -399,37 +397,6 @@ def _check_environment_defaults(
             model = FLAVOR_MODELS[flavor]
             prefix: KeyPath = ("defaults", "serving", flavor)
             _validate(model, values, environment_maps[env_name].subtree(prefix), problems)
-
-
-def _check_signatures(
-    root: Path,
-    apps: dict[str, _RawApp],
-    effective: dict[tuple[str, str], tuple[AppSpec, SourceMap]],
-    problems: list[Problem],
-) -> None:
-    """Reject a recorded signature that belongs to another model than any the app pins."""
-    for name, raw in apps.items():
-        path = root / signature_path(name)
-        if not path.is_file():
-            continue
-        try:
-            recorded = parse_signature(path.read_bytes(), signature_path(name)).model_uri
-        except HomecError:
-            continue  # the serving renderer reports an unreadable file with its own message
-        pinned = sorted(
-            {spec.model.uri for (_, app), (spec, _) in effective.items() if app == name and spec.model}
-        )
-        if not pinned or recorded in pinned:
-            continue
-        origin = raw.source_map.find(("model",))
-        assert origin is not None
-        message = f"{signature_path(name)} was recorded for {recorded}, but the app pins {', '.join(pinned)}"
-        hint = f"run homec promote {name} with the pinned reference, which records its signature"
-        problems.append(
-            Problem(
-                origin.file, origin.key_line, origin.key_column, format_key_path(origin.path), message, hint
-            )
-        )
 
 
 def _amount(resource: str, value: Decimal) -> str:
