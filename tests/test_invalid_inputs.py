@@ -1,6 +1,6 @@
 """Every invalid input gets a positioned message with a fix, and nothing is written.
 
-Each directory under ``cases/invalid/`` holds the files that differ from ``cases/base/`` and an
+Each directory under ``cases/invalid/`` contains the files that differ from ``cases/base/`` and an
 ``expected.txt`` with the exact error output. Regenerate with ``pytest --update-golden`` and review the diff.
 """
 

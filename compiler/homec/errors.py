@@ -1,13 +1,12 @@
 """Error family of homec.
 
 Every error a user can cause is a ``HomecError``. Its data (file, line, column, key path, hint) is
-kept apart from the text so that reporters can format it; the CLI maps the family to exit codes.
+kept apart from the text so that reporters can format it. The CLI maps the family to exit codes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -74,11 +73,3 @@ class UsageError(HomecError):
 
 class ExternalToolError(HomecError):
     """A real tool homec drives (MLflow, bentoml, a container engine, a registry) failed."""
-
-
-def relative_to_cwd(path: Path) -> str:
-    """Return ``path`` relative to the working directory when it is below it, for short messages."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)

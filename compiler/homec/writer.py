@@ -2,8 +2,8 @@
 
 It writes whole trees atomically: the new tree is built beside the old one and swapped in with two
 renames, and a run that finds the old tree set aside (a crash between the renames) puts it back first.
-It keeps the list of files homec owns in ``rendered/.homec-owned`` and prunes only files on that list;
-anything else a user puts under ``rendered/`` is carried over untouched.
+It keeps the list of files homec owns in ``rendered/.homec-owned`` and prunes only files on that list.
+Anything else a user puts under ``rendered/`` is carried over untouched.
 """
 
 from __future__ import annotations

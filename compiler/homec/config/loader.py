@@ -1,14 +1,13 @@
 """YAML loading that keeps where every key and value was written.
 
-Values are converted to plain Python data for pydantic; a ``SourceMap`` keeps, for every key path, the
-file and the 1-based line and column of the key and of its value, so a schema error can point at the
+Values are converted to plain Python data for pydantic. A ``SourceMap`` keeps, for every key path, the
+file and the 1-based line and column of the key and of its value. A schema error can then point at the
 exact spot in the user's file.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +67,12 @@ class SourceMap:
 def format_key_path(path: KeyPath) -> str:
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif text:
+            text += f".{part}"
+        else:
+            text = str(part)
     return text
 
 
@@ -146,13 +150,3 @@ def _plain_scalar(node: Any) -> Any:
     if isinstance(node, datetime.date):
         return node.isoformat()
     return node
-
-
-def walk(data: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, Any]]:
-    yield path, data
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield from walk(value, (*path, key))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            yield from walk(value, (*path, index))

@@ -5,7 +5,7 @@ written < the app's ``overrides.<environment>``.
 
 ``deep_merge`` applies one layer over another. Mappings merge key by key, recursively. A scalar or a
 list in the upper layer replaces the lower value whole, because list items carry no key to match them
-by; to change one item, repeat the whole list. ``null`` in the upper layer removes the key, which is how
+by. To change one item, repeat the whole list. ``null`` in the upper layer removes the key, which is how
 an override turns a flavor off (``serving: {bentoml: null}``).
 """
 

@@ -86,7 +86,7 @@ def container(target: Target) -> dict[str, Any]:
         "ports": [{"name": "http", "containerPort": target.port, "protocol": "TCP"}],
         "env": container_env(target),
         "resources": resources(target),
-        # Loading a model can take minutes; the startup probe holds liveness off until the server answers.
+        # Loading a model can take minutes, so the startup probe delays liveness checks until the server responds.
         "startupProbe": probe(LIVENESS_PATH, 2, 5, 60),
         "readinessProbe": probe(READINESS_PATH, 2, 5, 3),
         "livenessProbe": probe(LIVENESS_PATH, 0, 10, 3),

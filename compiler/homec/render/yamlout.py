@@ -62,8 +62,3 @@ def dump_yaml(documents: list[Any], header: bool = True) -> bytes:
         explicit_start=len(documents) > 1,
     )
     return ((HEADER if header else "") + body).encode("utf-8")
-
-
-def is_plain_safe(value: str) -> bool:
-    """Return whether ``value`` reads back as the same string when written as a plain YAML scalar."""
-    return not _NOT_A_STRING.match(value) and value != ""
